@@ -1,0 +1,52 @@
+# mailwarm: every target sets itself up from a machine with only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+DEMO_ARGS ?= --accounts 20 --days 45 --seed 7 --strategy slow --strategy linear --strategy fast
+
+.PHONY: demo test lint typecheck imports docs pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[lab]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed-lab
+
+## demo: compare three ramp strategies on a simulated 20-account pool for 45 days
+demo: $(VENV)/.installed-lab
+	$(BIN)/mailwarm simulate $(DEMO_ARGS)
+
+## test: lint, type-check, import contracts, docs build, and the whole test suite
+test: lint typecheck imports docs pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+imports: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
+
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest -n 2 --nbmake tests examples
+
+## bench: the benchmarks in benchmarks/ (not part of `make test`)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/plan_day.py
+	$(BIN)/python benchmarks/simulate.py
+
+clean:
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""mailwarm: open, self-hosted, embeddable email warmup."""

@@ -1,0 +1,87 @@
+"""Modifiers that compose with any ramp: caps, weekday rules, variation, health damping."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from mailwarm._models import HealthState
+from mailwarm.strategies._base import Factor, RampContext, Strategy
+
+__all__ = ["Cap", "DailyVariation", "HealthDamper", "RecipientCap", "WeekdaysOnly"]
+
+
+class Cap(Strategy):
+    """A constant: ``ramp & Cap(40)`` never exceeds 40."""
+
+    kind: ClassVar[str] = "cap"
+    limit: int = Field(ge=0, le=100_000)
+
+    def value(self, ctx: RampContext) -> float:
+        return float(self.limit)
+
+
+class WeekdaysOnly(Strategy):
+    """No sends on days outside ``days`` (Monday is 0): use as ``ramp & WeekdaysOnly()``."""
+
+    kind: ClassVar[str] = "weekdays"
+    days: frozenset[int] = frozenset({0, 1, 2, 3, 4})
+
+    @field_validator("days")
+    @classmethod
+    def _check_days(cls, days: frozenset[int]) -> frozenset[int]:
+        if any(not 0 <= d <= 6 for d in days):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return days
+
+    def value(self, ctx: RampContext) -> float:
+        return math.inf if ctx.weekday in self.days else 0.0
+
+    def to_spec(self) -> dict[str, object]:  # type: ignore[override]
+        return {"kind": self.kind, "version": 1, "days": sorted(self.days)}
+
+
+class RecipientCap(Strategy):
+    """Never more sends than distinct eligible recipients: ``ramp & RecipientCap()``."""
+
+    kind: ClassVar[str] = "recipients"
+
+    def value(self, ctx: RampContext) -> float:
+        if ctx.eligible_recipients is None:
+            return math.inf
+        return float(ctx.eligible_recipients)
+
+
+class DailyVariation(Factor):
+    """A multiplier in ``[1 - spread, 1 + spread]`` that is the same on every recomputation for
+    one account and local day (a hash, not a random draw), so counts are not identical every
+    day yet re-planning never changes them."""
+
+    kind: ClassVar[str] = "variation"
+    spread: float = Field(default=0.15, ge=0, le=0.9)
+
+    def factor(self, ctx: RampContext) -> float:
+        key = f"{ctx.seed}:{ctx.account_id}:{ctx.date.isoformat()}".encode()
+        digest = hashlib.blake2b(key, digest_size=8).digest()
+        unit = int.from_bytes(digest, "big") / 2**64
+        return 1.0 - self.spread + 2.0 * self.spread * unit
+
+
+class HealthDamper(Factor):
+    """Scale volume by account health: ``watch`` and ``throttled`` slow down, ``paused`` stops."""
+
+    kind: ClassVar[str] = "health"
+    watch: float = Field(default=0.7, ge=0, le=1)
+    throttled: float = Field(default=0.5, ge=0, le=1)
+
+    def factor(self, ctx: RampContext) -> float:
+        if ctx.health is HealthState.WATCH:
+            return self.watch
+        if ctx.health is HealthState.THROTTLED:
+            return self.throttled
+        if ctx.health is HealthState.PAUSED:
+            return 0.0
+        return 1.0

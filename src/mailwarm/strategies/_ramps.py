@@ -1,0 +1,161 @@
+"""Volume ramps: how many sends on warmup day N."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator, model_validator
+
+from mailwarm._errors import ConfigurationError
+from mailwarm.strategies._base import RampContext, Strategy, _call
+
+__all__ = ["Adaptive", "Geometric", "Linear", "Table", "Waypoints"]
+
+
+class Linear(Strategy):
+    """``start + step * (day - 1)``, never above ``cap``. Monotone: never decreases with day."""
+
+    kind: ClassVar[str] = "linear"
+    start: int = Field(default=10, ge=0, le=10_000)
+    step: float = Field(default=1.0, ge=0, le=1_000)
+    cap: int = Field(default=40, ge=0, le=10_000)
+
+    def value(self, ctx: RampContext) -> float:
+        return min(float(self.cap), self.start + self.step * (max(ctx.day, 1) - 1))
+
+
+class Geometric(Strategy):
+    """``start * factor ** (day - 1)``, never above ``cap``: a percentage increase each day."""
+
+    kind: ClassVar[str] = "geometric"
+    start: int = Field(default=5, ge=0, le=10_000)
+    factor: float = Field(default=1.15, ge=1.0, le=3.0)
+    cap: int = Field(default=50, ge=0, le=10_000)
+
+    def value(self, ctx: RampContext) -> float:
+        day = max(ctx.day, 1) - 1
+        # Stop the power before it overflows: past the cap the answer is the cap.
+        if day > 2_000:
+            return float(self.cap)
+        return min(float(self.cap), self.start * self.factor**day)
+
+
+class Waypoints(Strategy):
+    """Piecewise-linear between ``(day, sends)`` points; holds the first value before the first
+    point and the last value after the last (the shape of the slow/medium/fast presets)."""
+
+    kind: ClassVar[str] = "waypoints"
+    points: tuple[tuple[int, int], ...]
+
+    @field_validator("points")
+    @classmethod
+    def _check_points(cls, points: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        if not points:
+            raise ValueError("give at least one (day, sends) point, e.g. [[1, 3], [14, 25]]")
+        days = [d for d, _ in points]
+        if any(d < 1 for d in days):
+            raise ValueError("waypoint days count from 1")
+        if any(b <= a for a, b in zip(days, days[1:], strict=False)):
+            raise ValueError(f"waypoint days must strictly increase, got {days}")
+        if any(v < 0 for _, v in points):
+            raise ValueError("waypoint sends cannot be negative")
+        return points
+
+    def value(self, ctx: RampContext) -> float:
+        points = self.points
+        days = [d for d, _ in points]
+        i = bisect.bisect_right(days, ctx.day)
+        if i == 0:
+            return float(points[0][1])
+        if i == len(points):
+            return float(points[-1][1])
+        (d0, v0), (d1, v1) = points[i - 1], points[i]
+        return v0 + (v1 - v0) * (ctx.day - d0) / (d1 - d0)
+
+
+class Table(Strategy):
+    """An explicit list: ``values[day - 1]``, holding the last value after the table ends."""
+
+    kind: ClassVar[str] = "table"
+    values: tuple[int, ...]
+
+    @field_validator("values")
+    @classmethod
+    def _check_values(cls, values: tuple[int, ...]) -> tuple[int, ...]:
+        if not values:
+            raise ValueError("give at least one value, e.g. [5, 8, 12]")
+        if any(v < 0 for v in values):
+            raise ValueError("table values cannot be negative")
+        return values
+
+    def value(self, ctx: RampContext) -> float:
+        index = min(max(ctx.day, 1), len(self.values)) - 1
+        return float(self.values[index])
+
+
+class Adaptive(Strategy):
+    """Follow ``base``, but react to measured outcomes once ``min_samples`` messages are located.
+
+    - spam rate at or above ``backoff_spam`` (or bounces at or above ``backoff_bounce``, or
+      complaints at or above ``backoff_complaint``): back off to ``backoff`` times the last
+      day's sends;
+    - spam rate at or above ``hold_spam``: hold at the last day's sends;
+    - spam rate at or below ``clean_spam``: speed up, up to ``boost`` above the last day's
+      sends, never below ``base`` and never above ``cap``.
+    """
+
+    kind: ClassVar[str] = "adaptive"
+    base: Any
+    cap: int = Field(default=60, ge=0, le=10_000)
+    min_samples: int = Field(default=20, ge=1)
+    hold_spam: float = Field(default=0.05, ge=0, le=1)
+    backoff_spam: float = Field(default=0.15, ge=0, le=1)
+    backoff_bounce: float = Field(default=0.05, ge=0, le=1)
+    backoff_complaint: float = Field(default=0.003, ge=0, le=1)
+    clean_spam: float = Field(default=0.02, ge=0, le=1)
+    backoff: float = Field(default=0.5, ge=0, le=1)
+    boost: float = Field(default=0.2, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> Adaptive:
+        if not self.clean_spam <= self.hold_spam <= self.backoff_spam:
+            raise ValueError("thresholds must satisfy clean_spam <= hold_spam <= backoff_spam")
+        if not callable(self.base):
+            raise ValueError("base must be a strategy, e.g. Linear(start=5, step=2)")
+        return self
+
+    def value(self, ctx: RampContext) -> float:
+        planned = min(float(self.cap), _call(self.base, ctx))
+        m = ctx.metrics
+        last = next((float(n) for n in reversed(ctx.history) if n > 0), None)
+        if m.samples < self.min_samples or last is None:
+            return planned
+        if (
+            m.spam_rate >= self.backoff_spam
+            or m.bounce_rate >= self.backoff_bounce
+            or m.complaint_rate >= self.backoff_complaint
+        ):
+            return last * self.backoff
+        if m.spam_rate >= self.hold_spam:
+            return min(last, planned)
+        if m.spam_rate <= self.clean_spam:
+            return min(float(self.cap), max(planned, last * (1 + self.boost)))
+        return planned
+
+    def to_spec(self) -> dict[str, Any]:
+        base = self.base
+        if not isinstance(base, Strategy):
+            raise ConfigurationError("Adaptive(base=<function>) cannot be saved as a spec")
+        fields = self.model_dump(mode="json", exclude={"base"})
+        return {"kind": self.kind, "version": 1, "base": base.to_spec(), **fields}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Adaptive:
+        from mailwarm.strategies._registry import strategy_from_spec
+
+        if "base" not in spec:
+            raise ConfigurationError('an "adaptive" spec needs a "base" strategy spec')
+        fields = dict(spec)
+        fields["base"] = strategy_from_spec(spec["base"])
+        return cls.model_validate(fields)

@@ -1,0 +1,147 @@
+"""Send-time planning: spread a day's sends across an account's local sending window.
+
+Times are stratified (one per equal slice of the window, placed at random inside its slice),
+kept at least ``min_gap`` seconds apart, and nudged off round clock times (whole quarter hours
+and second zero) that real people rarely hit. The window is turned into UTC instants first, so
+a day with a DST change gets its real length and no send falls into a local hour that does
+not exist. Deterministic for a given ``random.Random`` state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from mailwarm._models import SendingWindow
+
+__all__ = ["local_instant", "plan_send_times", "window_bounds"]
+
+_QUARTER = 900
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of local wall time ``at`` on ``day`` in ``zone``.
+
+    A wall time that does not exist (inside a spring-forward gap) maps to the instant just
+    after the gap; an ambiguous one (fall-back) maps to its first occurrence (PEP 495 fold=0).
+    """
+    local = datetime.combine(day, at, tzinfo=zone)
+    instant = local.astimezone(UTC)
+    back = instant.astimezone(zone).replace(tzinfo=None)
+    if back != local.replace(tzinfo=None) and back < local.replace(tzinfo=None):
+        # Nonexistent time: fold=0 resolved it with the old offset, landing before the gap.
+        instant = local.replace(fold=1).astimezone(UTC)
+    return instant
+
+
+def window_bounds(day: date, window: SendingWindow, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The window of ``day`` as a pair of UTC instants ``(start, end)``."""
+    return local_instant(day, window.start, zone), local_instant(day, window.end, zone)
+
+
+def is_send_day(day: date, window: SendingWindow, blackout: Iterable[date] = ()) -> bool:
+    """Whether ``day`` is a weekday of the window and not a blackout date."""
+    return day.weekday() in window.weekdays and day not in set(blackout)
+
+
+def send_offsets(
+    count: int,
+    start_ts: float,
+    end_ts: float,
+    utc_offset: float,
+    rng: random.Random,
+    *,
+    min_gap: float = 600.0,
+    jitter: float = 0.9,
+) -> list[float]:
+    """Epoch seconds for ``count`` sends in ``[start_ts, end_ts)`` (the planner's hot path).
+
+    ``utc_offset`` is the local offset in seconds, used only to avoid round local times.
+    Returns fewer than ``count`` times when the window cannot hold them ``min_gap`` apart.
+    """
+    duration = end_ts - start_ts
+    if count <= 0 or duration <= 0:
+        return []
+    if min_gap > 0:
+        count = min(count, int(duration // min_gap))
+        if count <= 0:
+            return []
+    slot = duration / count
+    half = slot * jitter / 2.0
+    uniform = rng.random
+    # Whole seconds from here on, so the gap passes below keep exact integer spacing.
+    min_gap = float(int(min_gap))
+    times = [
+        float(int(start_ts + slot * (i + 0.5) + (uniform() * 2.0 - 1.0) * half))
+        for i in range(count)
+    ]
+    last_allowed = float(int(end_ts) - 1)
+    if min_gap > 0:
+        # Forward pass pushes crowded times apart; the backward pass pulls the tail back
+        # inside the window. count <= duration // min_gap makes both passes always succeed.
+        for i in range(1, count):
+            if times[i] < times[i - 1] + min_gap:
+                times[i] = times[i - 1] + min_gap
+        if times[-1] > last_allowed:
+            times[-1] = last_allowed
+            for i in range(count - 2, -1, -1):
+                if times[i] > times[i + 1] - min_gap:
+                    times[i] = times[i + 1] - min_gap
+    result: list[float] = []
+    for i, t in enumerate(times):
+        local = t + utc_offset
+        if local % 60 == 0 or local % _QUARTER < 60:
+            low = result[-1] + min_gap if result else start_ts
+            high = times[i + 1] - min_gap if i + 1 < count else last_allowed
+            t = _off_round(t, local, low, high, rng)
+        result.append(t)
+    return result
+
+
+def _off_round(t: float, local: float, low: float, high: float, rng: random.Random) -> float:
+    """Move ``t`` a little (within ``[low, high]``) so it is not a round local time."""
+    for _ in range(4):
+        shift = float(rng.randint(61, 239)) * (1 if rng.random() < 0.5 else -1)
+        candidate = t + shift
+        local_candidate = local + shift
+        if low <= candidate <= high and local_candidate % 60 and local_candidate % _QUARTER >= 60:
+            return candidate
+    # No room to move by minutes: at least leave second zero.
+    for delta in (7.0, -7.0, 1.0, -1.0):
+        if low <= t + delta <= high:
+            return t + delta
+    return t
+
+
+def plan_send_times(
+    count: int,
+    day: date,
+    window: SendingWindow,
+    zone: ZoneInfo | str,
+    rng: random.Random,
+    *,
+    min_gap: timedelta = timedelta(minutes=10),
+    jitter: float = 0.9,
+    blackout: Iterable[date] = (),
+) -> list[datetime]:
+    """UTC send times for ``count`` sends on local ``day``; empty on non-send days.
+
+    Fewer than ``count`` times come back when the window cannot hold them ``min_gap`` apart.
+    """
+    zone = ZoneInfo(zone) if isinstance(zone, str) else zone
+    if not is_send_day(day, window, blackout):
+        return []
+    start, end = window_bounds(day, window, zone)
+    offset = start.astimezone(zone).utcoffset()
+    offsets = send_offsets(
+        count,
+        start.timestamp(),
+        end.timestamp(),
+        offset.total_seconds() if offset else 0.0,
+        rng,
+        min_gap=min_gap.total_seconds(),
+        jitter=jitter,
+    )
+    return [datetime.fromtimestamp(t, UTC) for t in offsets]
