@@ -45,7 +45,9 @@ class VirtualClock:
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
-            raise ValueError("VirtualClock needs a timezone-aware start, e.g. datetime(..., tzinfo=UTC)")
+            raise ValueError(
+                "VirtualClock needs a timezone-aware start, e.g. datetime(..., tzinfo=UTC)"
+            )
         self._now = start.astimezone(UTC)
 
     def now(self) -> datetime:

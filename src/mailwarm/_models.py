@@ -172,7 +172,9 @@ class SendingWindow(_Model):
     @model_validator(mode="after")
     def _check_order(self) -> SendingWindow:
         if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("window times are local wall-clock times: give them without a timezone")
+            raise ValueError(
+                "window times are local wall-clock times: give them without a timezone"
+            )
         if self.end <= self.start:
             raise ValueError(
                 f"window end {self.end.isoformat()} is not after start {self.start.isoformat()}: "

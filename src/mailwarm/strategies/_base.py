@@ -197,7 +197,11 @@ class Sum(Strategy):
         return sum(_call(part, ctx) for part in self.parts)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": SPEC_VERSION, "parts": [_spec_of(p) for p in self.parts]}
+        return {
+            "kind": self.kind,
+            "version": SPEC_VERSION,
+            "parts": [_spec_of(p) for p in self.parts],
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Sum:
@@ -216,7 +220,11 @@ class Min(Strategy):
         return min(_call(part, ctx) for part in self.parts)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": SPEC_VERSION, "parts": [_spec_of(p) for p in self.parts]}
+        return {
+            "kind": self.kind,
+            "version": SPEC_VERSION,
+            "parts": [_spec_of(p) for p in self.parts],
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Min:
@@ -278,7 +286,11 @@ class Product(Factor):
         return result
 
     def to_spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": SPEC_VERSION, "parts": [p.to_spec() for p in self.parts]}
+        return {
+            "kind": self.kind,
+            "version": SPEC_VERSION,
+            "parts": [p.to_spec() for p in self.parts],
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Product:

@@ -40,7 +40,7 @@ class WeekdaysOnly(Strategy):
     def value(self, ctx: RampContext) -> float:
         return math.inf if ctx.weekday in self.days else 0.0
 
-    def to_spec(self) -> dict[str, object]:  # type: ignore[override]
+    def to_spec(self) -> dict[str, object]:
         return {"kind": self.kind, "version": 1, "days": sorted(self.days)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -56,7 +57,7 @@ class Waypoints(Strategy):
         days = [d for d, _ in points]
         if any(d < 1 for d in days):
             raise ValueError("waypoint days count from 1")
-        if any(b <= a for a, b in zip(days, days[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(days)):
             raise ValueError(f"waypoint days must strictly increase, got {days}")
         if any(v < 0 for _, v in points):
             raise ValueError("waypoint sends cannot be negative")

@@ -14,7 +14,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from mailwarm._errors import ConfigurationError
-from mailwarm.strategies._base import SPEC_VERSION, Constant, Factor, Min, Product, Scaled, Strategy, Sum
+from mailwarm.strategies._base import (
+    SPEC_VERSION,
+    Constant,
+    Factor,
+    Min,
+    Product,
+    Scaled,
+    Strategy,
+    Sum,
+)
 from mailwarm.strategies._modifiers import (
     Cap,
     DailyVariation,
@@ -32,8 +41,22 @@ ENTRY_POINT_GROUP = "mailwarm.strategies"
 _KINDS: dict[str, type[Strategy] | type[Factor]] = {
     cls.kind: cls
     for cls in (
-        Linear, Geometric, Waypoints, Table, Adaptive, Cap, WeekdaysOnly, RecipientCap,
-        Sum, Min, Scaled, Preset, DailyVariation, HealthDamper, Constant, Product,
+        Linear,
+        Geometric,
+        Waypoints,
+        Table,
+        Adaptive,
+        Cap,
+        WeekdaysOnly,
+        RecipientCap,
+        Sum,
+        Min,
+        Scaled,
+        Preset,
+        DailyVariation,
+        HealthDamper,
+        Constant,
+        Product,
     )
 }
 _entry_points_loaded = False
@@ -45,7 +68,9 @@ def register(cls: type[Strategy] | type[Factor]) -> type[Strategy] | type[Factor
         raise ConfigurationError(f"{cls.__name__} needs a class attribute kind = '...'")
     existing = _KINDS.get(cls.kind)
     if existing is not None and existing is not cls:
-        raise ConfigurationError(f"strategy kind {cls.kind!r} is already taken by {existing.__name__}")
+        raise ConfigurationError(
+            f"strategy kind {cls.kind!r} is already taken by {existing.__name__}"
+        )
     _KINDS[cls.kind] = cls
     return cls
 
@@ -62,7 +87,9 @@ def _load_entry_points() -> None:
 
 def _lookup(spec: Any) -> tuple[type[Strategy] | type[Factor], dict[str, Any]]:
     if not isinstance(spec, dict):
-        raise ConfigurationError(f'a strategy spec is a dict like {{"kind": "linear"}}, got {spec!r}')
+        raise ConfigurationError(
+            f'a strategy spec is a dict like {{"kind": "linear"}}, got {spec!r}'
+        )
     kind = spec.get("kind")
     if not isinstance(kind, str):
         raise ConfigurationError(f'a strategy spec needs a "kind": {spec!r}')
@@ -118,7 +145,9 @@ def parse_strategy(text: str) -> Strategy:
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"strategy JSON is not valid: {exc.msg} at column {exc.colno}") from None
+            raise ConfigurationError(
+                f"strategy JSON is not valid: {exc.msg} at column {exc.colno}"
+            ) from None
         return strategy_from_spec(spec)
     raise ConfigurationError(
         f"unknown strategy {text!r}: give a preset name ({', '.join(sorted(PRESETS))}) "

@@ -1,0 +1,181 @@
+"""The planner: accounts + strategies + windows -> one day's sends, with times and partners.
+
+Pure: no I/O, no clock, no global randomness. The engine turns a :class:`DayPlan` into tasks;
+benchmarks and the lab call :func:`plan_day` directly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from mailwarm._models import AccountStatus, EmailAccount, HealthState, PoolSettings
+from mailwarm.engine._pairing import PairHistory, PoolIndex, pair_senders
+from mailwarm.strategies import RampContext, RampMetrics, Strategy, strategy_from_spec
+from mailwarm.strategies._timing import is_send_day, send_offsets, window_bounds
+
+__all__ = ["AccountPlan", "DayPlan", "PlanInput", "plan_day", "resolve_strategy"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInput:
+    """What the planner knows of one account beyond the account itself."""
+
+    history: Sequence[int] = ()
+    metrics: RampMetrics = field(default_factory=RampMetrics)
+    health: HealthState = HealthState.HEALTHY
+
+
+@dataclass(slots=True)
+class AccountPlan:
+    """One account's sends for its local ``day``: epoch-second times and recipient ids.
+
+    ``target`` is what the strategy asked for; fewer sends are planned when the window cannot
+    hold them ``min_gap`` apart or the pool has too few valid partners (``shortfall`` says which).
+    """
+
+    account_id: str
+    day: date
+    warmup_day: int
+    target: int
+    times: list[float] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+    shortfall: str | None = None
+
+    @property
+    def sends(self) -> list[tuple[datetime, str]]:
+        """``(UTC time, recipient id)`` pairs in time order."""
+        return [
+            (datetime.fromtimestamp(t, UTC), r)
+            for t, r in zip(self.times, self.recipients, strict=True)
+        ]
+
+
+@dataclass(slots=True)
+class DayPlan:
+    """Plans of every account considered, by account id."""
+
+    accounts: dict[str, AccountPlan]
+
+    @property
+    def total_sends(self) -> int:
+        """Sends planned across all accounts."""
+        return sum(len(p.times) for p in self.accounts.values())
+
+
+_STRATEGY_CACHE: dict[str, Strategy] = {}
+
+
+def resolve_strategy(spec: Mapping[str, object]) -> Strategy:
+    """A strategy from a spec, cached by the spec's content (specs are immutable data)."""
+    key = repr(sorted(spec.items()))
+    strategy = _STRATEGY_CACHE.get(key)
+    if strategy is None:
+        strategy = strategy_from_spec(dict(spec))
+        if len(_STRATEGY_CACHE) < 1024:
+            _STRATEGY_CACHE[key] = strategy
+    return strategy
+
+
+def plan_day(
+    accounts: Sequence[EmailAccount],
+    day: date | Callable[[EmailAccount], date],
+    *,
+    settings: PoolSettings | None = None,
+    inputs: Mapping[str, PlanInput] | None = None,
+    history: PairHistory | None = None,
+    seed: int = 0,
+    planners: Sequence[EmailAccount] | None = None,
+) -> DayPlan:
+    """Plan one local day of sends for ``planners`` (default: every active account), pairing
+    them with the active accounts of ``accounts`` as recipients.
+
+    ``day`` is one local date for all, or a function giving each account its local date.
+    Deterministic for a given ``seed`` and inputs.
+    """
+    settings = settings or PoolSettings()
+    inputs = inputs or {}
+    receivers = [a.status is AccountStatus.ACTIVE for a in accounts]
+    for i, a in enumerate(accounts):
+        if inputs.get(a.id, _NO_INPUT).health is HealthState.PAUSED:
+            receivers[i] = False
+    index = PoolIndex(accounts, receivers)
+    planners = [
+        a
+        for a in (planners if planners is not None else accounts)
+        if a.status is AccountStatus.ACTIVE
+    ]
+    rng = random.Random(seed)
+    default_strategy = resolve_strategy(settings.strategy)
+    zones: dict[str, ZoneInfo] = {}
+    blackout = settings.blackout_dates
+    plans: dict[str, AccountPlan] = {}
+    targets: dict[int, int] = {}
+    for account in planners:
+        local_day = day(account) if callable(day) else day
+        started = account.warmup_started_on or local_day
+        warmup_day = (local_day - started).days + 1
+        info = inputs.get(account.id, _NO_INPUT)
+        i = index.position[account.id]
+        strategy = resolve_strategy(account.strategy) if account.strategy else default_strategy
+        ctx = RampContext(
+            account_id=account.id,
+            day=warmup_day,
+            date=local_day,
+            history=info.history,
+            metrics=info.metrics,
+            health=info.health,
+            eligible_recipients=index.eligible_recipients(i, settings.pairing),
+            seed=seed,
+        )
+        target = min(strategy(ctx), account.daily_cap) if warmup_day >= 1 else 0
+        plan = AccountPlan(account.id, local_day, warmup_day, target)
+        plans[account.id] = plan
+        if target <= 0 or not is_send_day(local_day, account.window, blackout):
+            continue
+        zone = zones.get(account.timezone)
+        if zone is None:
+            zone = zones[account.timezone] = ZoneInfo(account.timezone)
+        start, end = window_bounds(local_day, account.window, zone)
+        offset = start.astimezone(zone).utcoffset()
+        plan.times = send_offsets(
+            target,
+            start.timestamp(),
+            end.timestamp(),
+            offset.total_seconds() if offset else 0.0,
+            rng,
+            min_gap=settings.min_gap_seconds,
+            jitter=settings.jitter,
+        )
+        if len(plan.times) < target:
+            plan.shortfall = "window"
+        targets[i] = len(plan.times)
+
+    blocked_ids = history.blocked(_first_day(plans), settings.pairing) if history else {}
+    position = index.position
+    blocked = {
+        position[s]: {position[r] for r in rs if r in position}
+        for s, rs in blocked_ids.items()
+        if s in position
+    }
+    pairs = pair_senders(index, targets, settings.pairing, rng, blocked)
+    ids = [a.id for a in accounts]
+    for i, recipients in pairs.items():
+        plan = plans[ids[i]]
+        if len(recipients) < len(plan.times):
+            # Fewer valid partners than slots: keep an even spread by dropping random slots.
+            keep = sorted(rng.sample(range(len(plan.times)), len(recipients)))
+            plan.times = [plan.times[k] for k in keep]
+            plan.shortfall = "partners"
+        plan.recipients = [ids[r] for r in recipients]
+    return DayPlan(plans)
+
+
+_NO_INPUT = PlanInput()
+
+
+def _first_day(plans: Mapping[str, AccountPlan]) -> date:
+    return min((p.day for p in plans.values()), default=date.min)
