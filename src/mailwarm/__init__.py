@@ -5,6 +5,8 @@ Strategies live in :mod:`mailwarm.strategies`, providers in :mod:`mailwarm.provi
 simulation in :mod:`mailwarm.lab`.
 """
 
+import logging
+
 from mailwarm._clock import Clock, SystemClock, VirtualClock
 from mailwarm._errors import (
     AuthExpired,
@@ -46,6 +48,9 @@ from mailwarm.engine import (
 )
 
 __version__ = "0.1.0"
+
+# A library never configures logging; the host application decides where records go.
+logging.getLogger("mailwarm").addHandler(logging.NullHandler())
 
 __all__ = [
     "AccountStatus",

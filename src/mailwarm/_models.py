@@ -351,7 +351,7 @@ class PairingSettings(_Model):
     """How recipients are chosen across the pool."""
 
     allow_same_organisation: bool = False
-    partner_cooldown_days: int = Field(default=3, ge=0, le=60)
+    partner_cooldown_days: int = Field(default=1, ge=0, le=60)
     max_per_partner_per_week: int = Field(default=3, ge=1, le=100)
     inbound_per_day_factor: float = Field(default=1.5, ge=1.0)
     candidates: int = Field(default=4, ge=1, le=32)

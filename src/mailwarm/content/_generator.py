@@ -7,11 +7,12 @@ has to implement the same two async methods.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,7 @@ class Persona:
     def of(cls, account: EmailAccount) -> Persona:
         """Derive a persona from an account (display name, else the address's local part)."""
         local, domain = account.address.split("@", 1)
-        if account.display_name:
+        if account.display_name and account.display_name.strip():
             name = account.display_name.strip()
         else:
             words = [w for w in re.split(r"[._+\-0-9]+", local) if w]
@@ -89,7 +90,7 @@ _MONTHS = (
 )
 
 
-def _values(me: Persona, them: Persona, when: datetime) -> dict[str, str]:
+def _values(me: Persona, them: Persona, when: date) -> dict[str, str]:
     following = when + timedelta(days=1)
     while following.weekday() >= 5:
         following += timedelta(days=1)
@@ -115,15 +116,26 @@ class TemplateGenerator:
     """Renders threads from a :class:`TemplateBank` (the built-in one by default).
 
     The thread for a new conversation is picked by the seed; the subject's spintax is resolved
-    once per thread (replies reuse it), and each turn's body is spun independently.
+    once per thread (replies reuse it, dates included), and each turn's body is spun
+    independently. With ``zone``, dates in the text are read in that timezone.
     """
 
     def __init__(self, bank: TemplateBank | None = None, *, zone: ZoneInfo | None = None) -> None:
         self.bank = bank or builtin_bank()
         self._zone = zone
 
-    def _subject(self, thread_key: str, me: Persona, them: Persona, when: datetime) -> str:
-        template_id, _, subject_seed = thread_key.partition("#")
+    def _local(self, when: datetime) -> datetime:
+        if self._zone is not None and when.tzinfo is not None:
+            return when.astimezone(self._zone)
+        return when
+
+    def _subject(self, thread_key: str, me: Persona, them: Persona, when: date) -> str:
+        # thread_key is "<template id>#<subject seed>#<opening date>" (older keys lack the date).
+        template_id, _, rest = thread_key.partition("#")
+        subject_seed, _, opened = rest.partition("#")
+        if opened:
+            with contextlib.suppress(ValueError):
+                when = date.fromisoformat(opened)
         template = self.bank[template_id]
         return render(template.subject, _values(me, them, when), _rng(int(subject_seed or 0), "s"))
 
@@ -131,9 +143,10 @@ class TemplateGenerator:
         self, sender: Persona, recipient: Persona, when: datetime, seed: int
     ) -> Draft:
         """Pick a thread for this pair and render its first turn."""
+        when = self._local(when)
         rng = _rng(seed, sender.address, recipient.address, "open")
         template_id = rng.choice(self.bank.ids)
-        thread_key = f"{template_id}#{rng.randrange(1 << 30)}"
+        thread_key = f"{template_id}#{rng.randrange(1 << 30)}#{when.date().isoformat()}"
         template = self.bank[template_id]
         text = render(template.turns[0], _values(sender, recipient, when), rng)
         return Draft(thread_key, self._subject(thread_key, sender, recipient, when), text)
@@ -148,6 +161,7 @@ class TemplateGenerator:
         template = self.bank[template_id]
         if turn >= len(template.turns):
             return None
+        when = self._local(when)
         rng = _rng(seed, thread_key, turn)
         text = render(template.turns[turn], _values(me, them, when), rng)
         # The subject is the opener's: its placeholders were filled from the opener's view.

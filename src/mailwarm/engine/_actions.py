@@ -339,7 +339,11 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         return Outcome("thread finished")
     message_id = make_message_id(ctx.secret, reply_key, me_account.address, them_account.address)
     parent = task.message_id or ""
-    references = tuple(m for m in conversation.message_ids if m != parent)
+    # References: the thread's Message-IDs up to and including the parent (RFC 5322 3.6.4),
+    # keeping the root and the most recent ones when the thread grows long.
+    ids = conversation.message_ids
+    ancestors = ids[: ids.index(parent) + 1] if parent in ids else [*ids, parent]
+    references = ancestors if len(ancestors) <= 10 else [ancestors[0], *ancestors[-9:]]
     message = OutgoingMessage(
         sender=me_account.address,
         recipient=them_account.address,
@@ -350,7 +354,7 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         sender_name=me.name,
         recipient_name=them.name,
         in_reply_to=parent,
-        references=(*references[-10:],),
+        references=tuple(references),
     )
     await ctx.provider(me_account.id).reply(located.ref, message)
     await ctx.store.ledger_put(reply_key, message_id)

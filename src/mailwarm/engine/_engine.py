@@ -432,8 +432,11 @@ class WarmupEngine:
     ) -> None:
         """Plan and run until ``until``, sleeping on the clock between due moments (a virtual
         clock jumps, a system clock waits)."""
+        next_plan = self.clock.now()
         while True:
-            await self.plan()
+            if self.clock.now() >= next_plan:
+                await self.plan()
+                next_plan = self.next_plan_at()
             await self.run_due()
             now = self.clock.now()
             if now >= until:

@@ -125,8 +125,9 @@ def assess(account_id: str, stats: HealthStats, policy: HealthPolicy | None = No
 
     score = 100 x (0.55 x placement + 0.25 x bounces + 0.10 x engagement + 0.10 x auth), where
     placement = inbox / located (1 below ``min_placements``), bounces = 1 - min(1, bounce rate /
-    ``bounce_pause``), engagement = min(1, replies received / (0.25 x sent)) (1 with no sends),
-    auth = 0 after an authentication failure in the window, else 1.
+    ``bounce_pause``) (1 below ``min_sends`` sends plus bounces), engagement = min(1, replies
+    received / (0.25 x sent)) (1 with no sends), auth = 0 after an authentication failure in the
+    window, else 1. The score is rounded to the nearest whole number.
     """
     policy = policy or HealthPolicy()
     located = stats.located

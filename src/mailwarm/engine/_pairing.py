@@ -160,18 +160,21 @@ def pair_senders(
             else:
                 start = slot_of.get(s, rng.randrange(n)) + offsets[r]
                 best = -1
+                other_domain = -1
                 fallback = -1
                 for t in range(tries):
                     j = receivers[(start + t) % n]
                     if not valid(s, j):
                         continue
-                    if provider[j] != provider[s] or domain[j] != domain[s]:
+                    if provider[j] != provider[s]:
                         best = j
                         break
+                    if other_domain < 0 and domain[j] != domain[s]:
+                        other_domain = j
                     if fallback < 0:
                         fallback = j
                 if best < 0:
-                    best = fallback
+                    best = other_domain if other_domain >= 0 else fallback
                 if best < 0:
                     # Crowded neighbourhood: a few random draws before giving this send up.
                     for _ in range(8):

@@ -134,7 +134,11 @@ def plan_day(
         target = min(strategy(ctx), account.daily_cap) if warmup_day >= 1 else 0
         plan = AccountPlan(account.id, local_day, warmup_day, target)
         plans[account.id] = plan
-        if target <= 0 or not is_send_day(local_day, account.window, blackout):
+        if (
+            target <= 0
+            or info.health is HealthState.PAUSED
+            or not is_send_day(local_day, account.window, blackout)
+        ):
             continue
         zone = zones.get(account.timezone)
         if zone is None:
@@ -154,7 +158,7 @@ def plan_day(
             plan.shortfall = "window"
         targets[i] = len(plan.times)
 
-    blocked_ids = history.blocked(_first_day(plans), settings.pairing) if history else {}
+    blocked_ids = history.blocked(_first_day(plans), settings.pairing) if history and plans else {}
     position = index.position
     blocked = {
         position[s]: {position[r] for r in rs if r in position}

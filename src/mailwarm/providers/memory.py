@@ -121,8 +121,18 @@ class MemoryNetwork:
             self.add_mailbox(account.address)
 
     def has_mailbox(self, address: str) -> bool:
-        """Whether ``address`` exists on this network."""
-        return address.lower() in self._boxes
+        """Whether ``address`` exists on this network (``user+tag@...`` reaches ``user@...``)."""
+        return self._resolve(address) in self._boxes
+
+    def _resolve(self, address: str) -> str:
+        """The mailbox key for ``address``: itself if it exists, else without its ``+tag``
+        (subaddressing, RFC 5233), as real mail systems deliver ``user+tag@`` to ``user@``."""
+        address = address.lower()
+        if address in self._boxes:
+            return address
+        local, at, domain = address.rpartition("@")
+        base = local.partition("+")[0]
+        return f"{base}{at}{domain}" if at and base else address
 
     def provider(self, account: EmailAccount) -> MemoryProvider:
         """A provider for ``account``'s mailbox (created if missing)."""
@@ -141,7 +151,7 @@ class MemoryNetwork:
 
     def _box(self, address: str) -> _Mailbox:
         try:
-            return self._boxes[address.lower()]
+            return self._boxes[self._resolve(address)]
         except KeyError:
             raise PermanentProviderError(
                 f"no mailbox {address} on this network", provider="memory"
@@ -212,6 +222,18 @@ def _placement(folder: str) -> Placement:
     return {INBOX: Placement.INBOX, SPAM: Placement.SPAM}.get(folder, Placement.UNKNOWN)
 
 
+def _located(m: StoredMessage) -> Located:
+    return Located(
+        MessageRef(m.message_id, str(m.uid), m.folder, m.thread_id),
+        _placement(m.folder),
+        sender=m.sender,
+        subject=m.subject,
+        seen=SEEN in m.flags,
+        flagged=FLAGGED in m.flags,
+        important=IMPORTANT in m.flags,
+    )
+
+
 class MemoryProvider(BaseProvider):
     """A mailbox on a :class:`MemoryNetwork`."""
 
@@ -228,7 +250,7 @@ class MemoryProvider(BaseProvider):
 
     def _received(self, ref: MessageRef) -> StoredMessage:
         box = self.network._box(self.address)
-        if ref.provider_id is not None:
+        if ref.provider_id is not None and ref.provider_id.isdigit():
             found = box.messages.get(int(ref.provider_id))
             if found is not None and found.message_id == ref.message_id and found.folder != SENT:
                 return found
@@ -277,15 +299,7 @@ class MemoryProvider(BaseProvider):
                 m = box.messages[uid]
                 if m.folder == SENT:
                     continue
-                found[message_id] = Located(
-                    MessageRef(m.message_id, str(m.uid), m.folder, m.thread_id),
-                    _placement(m.folder),
-                    sender=m.sender,
-                    subject=m.subject,
-                    seen=SEEN in m.flags,
-                    flagged=FLAGGED in m.flags,
-                    important=IMPORTANT in m.flags,
-                )
+                found[message_id] = _located(m)
                 break
         return found
 
@@ -334,14 +348,10 @@ class MemoryProvider(BaseProvider):
 
     async def list_recent(self, since: datetime) -> list[Located]:
         """Received messages in INBOX and Junk dated at or after ``since``."""
+        self.network._maybe_fail(self.address, "list_recent")
         box = self.network._box(self.address)
         return [
-            Located(
-                MessageRef(m.message_id, str(m.uid), m.folder, m.thread_id),
-                _placement(m.folder),
-                m.sender,
-                m.subject,
-            )
+            _located(m)
             for m in sorted(box.messages.values(), key=lambda m: m.uid)
             if m.folder in (INBOX, SPAM) and m.date >= since
         ]

@@ -78,10 +78,10 @@ class HealthDamper(Factor):
     throttled: float = Field(default=0.5, ge=0, le=1)
 
     def factor(self, ctx: RampContext) -> float:
-        if ctx.health is HealthState.WATCH:
+        if ctx.health == HealthState.WATCH:
             return self.watch
-        if ctx.health is HealthState.THROTTLED:
+        if ctx.health == HealthState.THROTTLED:
             return self.throttled
-        if ctx.health is HealthState.PAUSED:
+        if ctx.health == HealthState.PAUSED:
             return 0.0
         return 1.0

@@ -36,10 +36,14 @@ class Geometric(Strategy):
 
     def value(self, ctx: RampContext) -> float:
         day = max(ctx.day, 1) - 1
-        # Stop the power before it overflows: past the cap the answer is the cap.
-        if day > 2_000:
+        if self.start == 0:
+            return 0.0
+        try:
+            grown = self.start * self.factor**day
+        except OverflowError:
+            # The power overflows a float long after it passed the cap.
             return float(self.cap)
-        return min(float(self.cap), self.start * self.factor**day)
+        return min(float(self.cap), grown)
 
 
 class Waypoints(Strategy):
@@ -100,7 +104,7 @@ class Adaptive(Strategy):
 
     - spam rate at or above ``backoff_spam`` (or bounces at or above ``backoff_bounce``, or
       complaints at or above ``backoff_complaint``): back off to ``backoff`` times the last
-      day's sends;
+      day's sends, never above ``base``;
     - spam rate at or above ``hold_spam``: hold at the last day's sends;
     - spam rate at or below ``clean_spam``: speed up, up to ``boost`` above the last day's
       sends, never below ``base`` and never above ``cap``.
@@ -137,7 +141,7 @@ class Adaptive(Strategy):
             or m.bounce_rate >= self.backoff_bounce
             or m.complaint_rate >= self.backoff_complaint
         ):
-            return last * self.backoff
+            return min(planned, last * self.backoff)
         if m.spam_rate >= self.hold_spam:
             return min(last, planned)
         if m.spam_rate <= self.clean_spam:

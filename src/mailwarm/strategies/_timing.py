@@ -25,15 +25,26 @@ def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The UTC instant of local wall time ``at`` on ``day`` in ``zone``.
 
     A wall time that does not exist (inside a spring-forward gap) maps to the instant just
-    after the gap; an ambiguous one (fall-back) maps to its first occurrence (PEP 495 fold=0).
+    after the gap (the transition itself, so the mapping never runs backwards); an ambiguous
+    one (fall-back) maps to its first occurrence (PEP 495 fold=0).
     """
     local = datetime.combine(day, at, tzinfo=zone)
     instant = local.astimezone(UTC)
-    back = instant.astimezone(zone).replace(tzinfo=None)
-    if back != local.replace(tzinfo=None) and back < local.replace(tzinfo=None):
-        # Nonexistent time: fold=0 resolved it with the old offset, landing before the gap.
-        instant = local.replace(fold=1).astimezone(UTC)
-    return instant
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    # Nonexistent time. fold=0 read it with the offset before the gap, which lands as far
+    # past the gap as the time was inside it; fold=1 reads it with the offset after the gap,
+    # which lands before it. The transition lies between: find its first second.
+    after_offset = instant.astimezone(zone).utcoffset()
+    low = int(local.replace(fold=1).astimezone(UTC).timestamp())
+    high = int(instant.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == after_offset:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def window_bounds(day: date, window: SendingWindow, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -92,7 +103,7 @@ def send_offsets(
     result: list[float] = []
     for i, t in enumerate(times):
         local = t + utc_offset
-        if local % 60 == 0 or local % _QUARTER < 60:
+        if _is_round(local):
             low = result[-1] + min_gap if result else start_ts
             high = times[i + 1] - min_gap if i + 1 < count else last_allowed
             t = _off_round(t, local, low, high, rng)
@@ -100,15 +111,23 @@ def send_offsets(
     return result
 
 
+def _is_round(local: float) -> bool:
+    return local % 60 == 0 or local % _QUARTER < 60
+
+
 def _off_round(t: float, local: float, low: float, high: float, rng: random.Random) -> float:
     """Move ``t`` a little (within ``[low, high]``) so it is not a round local time."""
     for _ in range(4):
         shift = float(rng.randint(61, 239)) * (1 if rng.random() < 0.5 else -1)
         candidate = t + shift
-        local_candidate = local + shift
-        if low <= candidate <= high and local_candidate % 60 and local_candidate % _QUARTER >= 60:
+        if low <= candidate <= high and not _is_round(local + shift):
             return candidate
-    # No room to move by minutes: at least leave second zero.
+    # The random moves did not fit: take the smallest move that does, if there is one.
+    for step in range(1, 301):
+        for delta in (float(step), float(-step)):
+            if low <= t + delta <= high and not _is_round(local + delta):
+                return t + delta
+    # No room to leave the quarter-hour minute: at least leave second zero.
     for delta in (7.0, -7.0, 1.0, -1.0):
         if low <= t + delta <= high:
             return t + delta
