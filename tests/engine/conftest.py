@@ -16,6 +16,7 @@ import pytest
 
 import mailwarm as mw
 from mailwarm import WarmupTask
+from mailwarm.content import make_message_id
 from mailwarm.engine import MemoryStore
 from mailwarm.engine._actions import task_id_for
 from mailwarm.providers.memory import MemoryNetwork, PlacementPolicy, tag_policy
@@ -122,6 +123,7 @@ def send_task(
         due_at=due,
         idempotency_key=key,
         peer_id=recipient.id,
+        message_id=make_message_id(b"tests", key, sender.address, recipient.address),
         **fields,
     )
 

@@ -111,7 +111,9 @@ def adaptives(draw: st.DrawFn) -> Adaptive:
     )
 
 
-any_ramp = st.one_of(base_ramps, adaptives(), st.sampled_from(sorted(PRESETS)).map(lambda n: Preset(name=n)))
+any_ramp = st.one_of(
+    base_ramps, adaptives(), st.sampled_from(sorted(PRESETS)).map(lambda n: Preset(name=n))
+)
 
 SETTINGS = settings(deadline=None, max_examples=150)
 
@@ -237,7 +239,9 @@ def test_daily_variation_stable_and_bounded(
 @given(ctx=contexts)
 def test_daily_variation_differs_across_dates(ctx: RampContext) -> None:
     dv = DailyVariation(spread=0.15)
-    factors = {dv.factor(dataclasses.replace(ctx, date=ctx.date + timedelta(days=i))) for i in range(14)}
+    factors = {
+        dv.factor(dataclasses.replace(ctx, date=ctx.date + timedelta(days=i))) for i in range(14)
+    }
     assert len(factors) > 1
 
 

@@ -408,7 +408,7 @@ def test_preset_spec_is_just_the_name() -> None:
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(ValidationError, match="choose one of .*medium"):
+    with pytest.raises(ValidationError, match=r"choose one of .*medium"):
         Preset(name="turbo")
 
 

@@ -149,7 +149,7 @@ def test_adaptive_bad_threshold_spec() -> None:
 
 @pytest.mark.parametrize("version", [2, 0, "1", None])
 def test_wrong_version(version: Any) -> None:
-    with pytest.raises(ConfigurationError, match="version .* is not supported"):
+    with pytest.raises(ConfigurationError, match=r"version .* is not supported"):
         strategy_from_spec({"kind": "linear", "version": version})
 
 
@@ -249,7 +249,7 @@ def test_register_custom_kind_roundtrips() -> None:
     spec = json.loads(json.dumps(ramp.to_spec()))
     back = strategy_from_spec(spec)
     assert back.to_spec() == spec
-    assert [back(CTX.__class__(account_id="a", day=d, date=CTX.date)) for d in (1, 2, 3, 6)] == [
+    assert [back(RampContext(account_id="a", day=d, date=CTX.date)) for d in (1, 2, 3, 6)] == [
         0,
         0,
         5,

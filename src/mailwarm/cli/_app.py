@@ -66,7 +66,8 @@ def simulate(
         typer.Option(
             "--strategy",
             "-s",
-            help="Preset name (slow, medium, fast, linear, geometric, adaptive) or a JSON spec such "
+            help="Preset name (slow, medium, fast, linear, geometric, adaptive) or a JSON spec "
+            "such "
             'as \'{"kind": "linear", "start": 5, "step": 2, "cap": 40}\'. Repeat to compare.',
         ),
     ] = None,

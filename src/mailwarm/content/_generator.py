@@ -165,4 +165,6 @@ class TemplateGenerator:
         rng = _rng(seed, thread_key, turn)
         text = render(template.turns[turn], _values(me, them, when), rng)
         # The subject is the opener's: its placeholders were filled from the opener's view.
-        return Draft(thread_key, self._subject(thread_key, them, me, when), text)
+        # Odd turns are written by the opener's recipient, even turns by the opener.
+        opener, other = (them, me) if turn % 2 else (me, them)
+        return Draft(thread_key, self._subject(thread_key, opener, other, when), text)

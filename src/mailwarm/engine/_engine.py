@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -46,6 +47,15 @@ __all__ = ["WarmupEngine"]
 log = logging.getLogger("mailwarm.engine")
 
 ProviderFactory = Callable[[EmailAccount], Provider]
+_NO_LOCK = contextlib.nullcontext()
+
+# Activity.detail holds at most this many characters; provider errors can be longer (an HTML
+# error page in an API response), and recording one must never fail the run.
+DETAIL_LIMIT = 2000
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
 
 
 class WarmupEngine:
@@ -101,6 +111,9 @@ class WarmupEngine:
         self._provider_limits: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(provider_concurrency)
         )
+        # One send at a time per account: the daily cap check and the send count must not
+        # interleave with another send of the same account while a provider call is awaited.
+        self._send_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._batch_size = batch_size
         self._max_backoff = max_backoff
         self._rng = random.Random(seed)
@@ -151,7 +164,7 @@ class WarmupEngine:
                 account_id=account_id,
                 action=ActivityAction.PAUSED,
                 at=self.clock.now(),
-                detail=reason,
+                detail=_clip(reason),
             )
         )
         log.warning("paused account %s: %s", account_id, reason)
@@ -301,7 +314,7 @@ class WarmupEngine:
                     task_id=task.id,
                     message_id=task.message_id,
                     peer_id=task.peer_id,
-                    detail=f"gave up after {attempts} attempts: {error}",
+                    detail=_clip(f"gave up after {attempts} attempts: {error}"),
                 )
             )
             return
@@ -335,8 +348,15 @@ class WarmupEngine:
             self.seed,
             now,
         )
+        serial: contextlib.AbstractAsyncContextManager[object] = (
+            self._send_locks[account.id] if task.kind is TaskKind.SEND else _NO_LOCK
+        )
         try:
-            async with self._account_limits[account.id], self._provider_limits[account.provider]:
+            async with (
+                serial,
+                self._account_limits[account.id],
+                self._provider_limits[account.provider],
+            ):
                 outcome = await run_action(ctx, task)
         except AuthExpired as exc:
             await self._finish(task, TaskStatus.FAILED, str(exc))
@@ -346,7 +366,7 @@ class WarmupEngine:
                     action=ActivityAction.AUTH_FAILED,
                     at=now,
                     task_id=task.id,
-                    detail=str(exc),
+                    detail=_clip(str(exc)),
                 )
             )
             await self.pause(
@@ -372,7 +392,7 @@ class WarmupEngine:
                         action=ActivityAction.DEFERRED,
                         at=now,
                         task_id=task.id,
-                        detail=f"quota exhausted, send skipped until the next day: {exc}",
+                        detail=_clip(f"quota exhausted, send skipped until the next day: {exc}"),
                     )
                 )
             else:
@@ -393,7 +413,7 @@ class WarmupEngine:
                     task_id=task.id,
                     message_id=task.message_id,
                     peer_id=task.peer_id,
-                    detail=str(exc),
+                    detail=_clip(str(exc)),
                 )
             )
             return
@@ -408,7 +428,7 @@ class WarmupEngine:
                         action=ActivityAction.FAILED,
                         at=now,
                         task_id=task.id,
-                        detail=str(exc),
+                        detail=_clip(str(exc)),
                     )
                 )
             return

@@ -15,7 +15,9 @@ How (so 100,000 mailboxes pair in a second or two): recipients are laid out in a
 permutation each day; in round ``r`` every sender still owed a send tries the recipient at its
 own position plus the round's random offset, then the next few positions. A shift of a
 permutation is a bijection, so every recipient is offered about one send per round, which
-spreads inbound mail evenly without any global search. Pools of at most ``SCAN_LIMIT``
+spreads inbound mail evenly without any global search. The permutation interleaves the
+providers evenly and each round's offset is the best of a few random draws at landing on
+another provider, so most pairs cross providers while the shift stays a bijection. Pools of at most ``SCAN_LIMIT``
 members are searched exhaustively instead, so small pools never miss a valid partner.
 """
 
@@ -115,6 +117,7 @@ def pair_senders(
         return result
     n = len(receivers)
     rng.shuffle(receivers)
+    receivers = _interleave_providers(receivers, index.provider, rng)
     slot_of = {member: p for p, member in enumerate(receivers)}
     total = sum(targets[s] for s in result)
     inbound_cap = max(
@@ -125,9 +128,9 @@ def pair_senders(
     same_org_ok = settings.allow_same_organisation
     chosen: dict[int, set[int]] = {s: set() for s in result}
     rounds = max(targets[s] for s in result)
-    offsets = [rng.randrange(1, n) if n > 1 else 0 for _ in range(rounds)]
     tries = min(n, max(2, settings.candidates))
     small = n <= SCAN_LIMIT
+    offsets = [] if small else _offsets(receivers, provider, rounds, rng)
     senders = list(result)
 
     def valid(s: int, j: int) -> bool:
@@ -160,21 +163,18 @@ def pair_senders(
             else:
                 start = slot_of.get(s, rng.randrange(n)) + offsets[r]
                 best = -1
-                other_domain = -1
                 fallback = -1
                 for t in range(tries):
                     j = receivers[(start + t) % n]
                     if not valid(s, j):
                         continue
-                    if provider[j] != provider[s]:
+                    if provider[j] != provider[s] or domain[j] != domain[s]:
                         best = j
                         break
-                    if other_domain < 0 and domain[j] != domain[s]:
-                        other_domain = j
                     if fallback < 0:
                         fallback = j
                 if best < 0:
-                    best = other_domain if other_domain >= 0 else fallback
+                    best = fallback
                 if best < 0:
                     # Crowded neighbourhood: a few random draws before giving this send up.
                     for _ in range(8):
@@ -188,3 +188,51 @@ def pair_senders(
             inbound[best] += 1
             result[s].append(best)
     return result
+
+
+def _interleave_providers(
+    members: list[int], provider: Sequence[int], rng: random.Random
+) -> list[int]:
+    """``members`` (already shuffled) reordered so each provider's members are spread evenly
+    around the circle, keeping their random order within a provider."""
+    groups: dict[int, list[int]] = {}
+    for m in members:
+        groups.setdefault(provider[m], []).append(m)
+    if len(groups) < 2:
+        return members
+    keyed: list[tuple[float, int]] = []
+    for group in groups.values():
+        phase, size = rng.random(), len(group)
+        keyed.extend(((k + phase) / size, m) for k, m in enumerate(group))
+    keyed.sort()
+    return [m for _, m in keyed]
+
+
+OFFSET_DRAWS = 8
+OFFSET_PROBES = 64
+
+
+def _offsets(
+    receivers: list[int], provider: Sequence[int], rounds: int, rng: random.Random
+) -> list[int]:
+    """One shift per round: of a few random shifts, the one that maps most of a sample of
+    positions onto another provider."""
+    n = len(receivers)
+    if n < 2:
+        return [0] * rounds
+    if len({provider[m] for m in receivers}) < 2:
+        return [rng.randrange(1, n) for _ in range(rounds)]
+    probes = [rng.randrange(n) for _ in range(OFFSET_PROBES)]
+    kinds = [provider[m] for m in receivers]
+    offsets: list[int] = []
+    used: set[int] = set()
+    for _ in range(rounds):
+        best, best_score = 0, -1
+        for _ in range(OFFSET_DRAWS):
+            o = rng.randrange(1, n)
+            score = sum(kinds[p] != kinds[(p + o) % n] for p in probes) - (o in used) * n
+            if score > best_score:
+                best, best_score = o, score
+        offsets.append(best)
+        used.add(best)
+    return offsets

@@ -16,8 +16,13 @@ At the end of each simulated day, for every (provider, sender) that sent ``v > 0
     spam_left  = (spam-placed - rescued) / v
     r         += learning_rate * (target - r) - jump_penalty * jump - spam_penalty * spam_left
 
+    suspicion  = suspicion * suspicion_decay + jump        (per sender, every sending day)
+    r         <= 1 - suspicion_weight * suspicion
+
 so reputation climbs toward what engagement earns, falls when volume jumps faster than the
-sender's history justifies, and falls when mail stays in spam. Unauthenticated senders (no
+sender's history justifies, and falls when mail stays in spam. Providers forget a burst slowly:
+suspicion caps what a sender can earn for weeks after its jumps, so a ramp that outran its
+history stays behind one that did not. Unauthenticated senders (no
 SPF/DKIM/DMARC) can never earn more than ``auth_cap``.
 """
 
@@ -59,6 +64,8 @@ class ReputationParams(BaseModel):
     jump_penalty: float = Field(default=0.3, ge=0)
     spam_penalty: float = Field(default=0.15, ge=0)
     auth_cap: float = Field(default=0.4, ge=0, le=1)
+    suspicion_decay: float = Field(default=0.93, ge=0, le=1)
+    suspicion_weight: float = Field(default=0.5, ge=0)
 
 
 @dataclass(slots=True)
@@ -100,6 +107,7 @@ class ReputationModel:
         self._volumes: dict[str, deque[int]] = defaultdict(
             lambda: deque(maxlen=params.history_days)
         )
+        self._suspicion: dict[str, float] = defaultdict(float)
         # Which provider received which message, so later engagement (often on a later day)
         # credits the right (provider, sender); entries expire after a few days.
         self._by_message: dict[str, tuple[str, int]] = {}
@@ -160,6 +168,7 @@ class ReputationModel:
                 p.volume_allowance * (sum(history) / len(history) if history else 0.0),
             )
             jumps[sender] = math.log(v / allowed) if v > allowed else 0.0
+            self._suspicion[sender] = self._suspicion[sender] * p.suspicion_decay + jumps[sender]
             history.append(v)
         for (_, sender), state in self._state.items():
             day, state.today = state.today, _Day()
@@ -173,6 +182,7 @@ class ReputationModel:
                 + p.w_mark * day.marked
             ) / v
             ceiling = 1.0 if self.authenticated(sender) else p.auth_cap
+            ceiling = max(0.0, min(ceiling, 1.0 - p.suspicion_weight * self._suspicion[sender]))
             target = min(ceiling, p.base_target + p.engagement_gain * engagement)
             spam_left = max(0, day.spam - day.rescued) / v
             r = state.reputation + p.learning_rate * (target - state.reputation)

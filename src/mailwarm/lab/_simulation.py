@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,7 +21,15 @@ from mailwarm.lab._reputation import ReputationModel, ReputationParams
 from mailwarm.providers.memory import MemoryNetwork
 from mailwarm.strategies import Strategy, parse_strategy, strategy_from_spec
 
-__all__ = ["DayStats", "SimulationConfig", "StrategyResult", "compare", "make_pool", "simulate"]
+__all__ = [
+    "DayStats",
+    "SimulationConfig",
+    "StrategyResult",
+    "acompare",
+    "compare",
+    "make_pool",
+    "simulate",
+]
 
 _ZONES = (
     "Europe/Berlin",
@@ -272,13 +281,32 @@ def simulate(
     return compare([strategy], config, on_day=on_day)[0]
 
 
+async def acompare(
+    strategies: Sequence[str | Strategy | dict[str, Any]],
+    config: SimulationConfig | None = None,
+    *,
+    on_day: Callable[[str, int], None] | None = None,
+) -> list[StrategyResult]:
+    """Async :func:`compare`, for callers already inside an event loop."""
+    config = config or SimulationConfig()
+    named = [_named(s) for s in strategies]
+    return [await _run(name, strategy, config, on_day) for name, strategy in named]
+
+
 def compare(
     strategies: Sequence[str | Strategy | dict[str, Any]],
     config: SimulationConfig | None = None,
     *,
     on_day: Callable[[str, int], None] | None = None,
 ) -> list[StrategyResult]:
-    """Simulate each strategy on the same pool and seed; ``on_day(name, day)`` reports progress."""
-    config = config or SimulationConfig()
-    named = [_named(s) for s in strategies]
-    return [asyncio.run(_run(name, strategy, config, on_day)) for name, strategy in named]
+    """Simulate each strategy on the same pool and seed; ``on_day(name, day)`` reports progress.
+
+    Safe to call from a notebook: inside a running event loop it runs in a worker thread.
+    """
+    coroutine = acompare(strategies, config, on_day=on_day)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

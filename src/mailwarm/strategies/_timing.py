@@ -9,6 +9,7 @@ not exist. Deterministic for a given ``random.Random`` state.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
@@ -72,6 +73,10 @@ def send_offsets(
     ``utc_offset`` is the local offset in seconds, used only to avoid round local times.
     Returns fewer than ``count`` times when the window cannot hold them ``min_gap`` apart.
     """
+    # Whole seconds from here on (rounded inwards), so the passes below keep exact integer
+    # spacing that is never less than the min_gap asked for.
+    start_ts = float(math.ceil(start_ts))
+    min_gap = float(math.ceil(min_gap))
     duration = end_ts - start_ts
     if count <= 0 or duration <= 0:
         return []
@@ -82,8 +87,6 @@ def send_offsets(
     slot = duration / count
     half = slot * jitter / 2.0
     uniform = rng.random
-    # Whole seconds from here on, so the gap passes below keep exact integer spacing.
-    min_gap = float(int(min_gap))
     times = [
         float(int(start_ts + slot * (i + 0.5) + (uniform() * 2.0 - 1.0) * half))
         for i in range(count)
@@ -108,6 +111,13 @@ def send_offsets(
             high = times[i + 1] - min_gap if i + 1 < count else last_allowed
             t = _off_round(t, local, low, high, rng)
         result.append(t)
+    # A neighbour that moved may have made room for a time that could not move before.
+    for i, t in enumerate(result):
+        local = t + utc_offset
+        if _is_round(local):
+            low = result[i - 1] + min_gap if i else start_ts
+            high = result[i + 1] - min_gap if i + 1 < count else last_allowed
+            result[i] = _off_round(t, local, low, high, rng)
     return result
 
 
