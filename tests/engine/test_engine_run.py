@@ -8,6 +8,9 @@ account (``SPAMMY``) lands in its spam folder.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -109,7 +112,7 @@ def week(kit: Any) -> WeekRun:
 
 
 def test_week_runs_fast_on_the_virtual_clock_without_waiting(week: WeekRun) -> None:
-    assert week.elapsed < 10.0
+    assert week.elapsed < 5.0
     assert week.sleeps, "the virtual clock yields to the event loop between due moments"
     assert set(week.sleeps) == {0}
     assert len(week.of(A.SENT)) > 200
@@ -295,3 +298,44 @@ async def test_same_seed_same_activity_sequence(kit: Any) -> None:
     assert len(first) > 100
     assert first == second
     assert await run_signature(kit, seed=6) != first
+
+
+SCRIPT = """
+import asyncio, hashlib
+from datetime import UTC, datetime, timedelta
+import mailwarm as mw
+from mailwarm.providers.memory import MemoryNetwork
+
+async def main():
+    clock = mw.VirtualClock(datetime(2026, 11, 2, tzinfo=UTC))
+    zones = ("Europe/Berlin", "America/New_York", "Asia/Tokyo")
+    ramp = {"kind": "linear", "start": 4, "step": 1, "cap": 9}
+    accounts = [
+        mw.EmailAccount(id=f"a{i}", address=f"user{i}@org{i}.com", strategy=ramp,
+                        provider=("gmail", "graph")[i % 2], timezone=zones[i % 3])
+        for i in range(10)
+    ]
+    network = MemoryNetwork(clock)
+    network.add_accounts(accounts)
+    engine = mw.WarmupEngine(accounts, network.provider, clock=clock, seed=3)
+    await engine.run_until(clock.now() + timedelta(days=3))
+    rows = [(a.account_id, a.action.value, a.at.isoformat(), a.message_id, a.peer_id)
+            for a in await engine.store.activities()]
+    print(len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+
+asyncio.run(main())
+"""
+
+
+def test_same_seed_same_run_across_processes() -> None:
+    """No hidden dependence on hash randomisation or the wall clock."""
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1
+    (line,) = outputs
+    assert int(line.split()[0]) > 100

@@ -224,6 +224,29 @@ async def test_non_retryable_provider_error_fails(pool: Any, kit: Any) -> None:
     assert await actions(pool, a.id) == [A.FAILED]
 
 
+async def test_long_provider_errors_are_clipped_not_fatal(pool: Any, kit: Any) -> None:
+    a, b, c = pool.accounts[:3]
+    page = "<html>" + "x" * 5000  # an API's error page quoted in full
+    pool.network.fail_next(a.address, "send", mw.PermanentProviderError(page))
+    pool.network.fail_next(b.address, "send", mw.AuthExpired(page))
+    pool.network.fail_next(c.address, "send", mw.TransientProviderError(page))
+    now = pool.clock.now()
+    tasks = await added(
+        pool,
+        kit.send_task(a, b, now),
+        kit.send_task(b, c, now),
+        kit.send_task(c, a, now, max_attempts=1),
+    )
+    assert await pool.engine.run_due() == 3
+    log = await pool.store.activities()
+    assert [x.action for x in log] == [A.BOUNCED, A.AUTH_FAILED, A.PAUSED, A.FAILED]
+    for entry in log:
+        assert entry.detail is not None
+        assert 100 < len(entry.detail) <= 2000
+    assert log[0].detail.startswith("<html>xxx")
+    assert [(await fresh(pool, t)).status for t in tasks] == [TS.FAILED] * 3
+
+
 async def test_missing_message_is_recorded_after_a_few_checks(pool: Any) -> None:
     a, b = pool.accounts[:2]
     check = mw.WarmupTask(

@@ -122,7 +122,9 @@ def small_pools(draw: st.DrawFn) -> tuple:
     return orgs, providers, receives, targets, dict(blocked), pairing, seed
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(small_pools())
 def test_small_pools_keep_every_rule_and_miss_no_valid_partner(case: tuple) -> None:
     orgs, providers, receives, targets, blocked, pairing, seed = case
@@ -133,7 +135,7 @@ def test_small_pools_keep_every_rule_and_miss_no_valid_partner(case: tuple) -> N
         assert_complete(index, targets, pairing, blocked, result)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(st.integers(0, 2**32), st.integers(2, 12))
 def test_pairing_is_deterministic_for_a_seed(seed: int, n: int) -> None:
     accounts = pool(list(range(n)), [i % 2 for i in range(n)])

@@ -138,7 +138,7 @@ def test_window_on_dst_change_days(kit: Any, zone: str, day: date) -> None:
     assert_valid_sends(plan, accounts)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(
     zone=st.sampled_from(["Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC"]),
     start_minute=st.integers(0, 20 * 60),

@@ -19,17 +19,24 @@ from mailwarm.providers.memory import (
 
 
 def message(
-    sender: str, recipient: str, n: int = 1, *, in_reply_to: str | None = None, **fields: object
+    sender: str,
+    recipient: str,
+    n: int = 1,
+    *,
+    subject: str = "Budget",
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
 ) -> OutgoingMessage:
+    local, domain = sender.split("@")
     return OutgoingMessage(
         sender=sender,
         recipient=recipient,
-        subject=str(fields.pop("subject", "Budget")),
+        subject=subject,
         text="See attached.",
-        message_id=f"<m{n}-{sender.split('@')[0]}@{sender.split('@')[1]}>",
-        date=fields.pop("date", datetime(2026, 11, 2, 9, 30, tzinfo=UTC)),  # type: ignore[arg-type]
+        message_id=f"<m{n}-{local}@{domain}>",
+        date=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
         in_reply_to=in_reply_to,
-        **fields,  # type: ignore[arg-type]
+        references=references,
     )
 
 

@@ -17,12 +17,14 @@ own position plus the round's random offset, then the next few positions. A shif
 permutation is a bijection, so every recipient is offered about one send per round, which
 spreads inbound mail evenly without any global search. The permutation interleaves the
 providers evenly and each round's offset is the best of a few random draws at landing on
-another provider, so most pairs cross providers while the shift stays a bijection. Pools of at most ``SCAN_LIMIT``
-members are searched exhaustively instead, so small pools never miss a valid partner.
+another provider, so most pairs cross providers while the shift stays a bijection. Pools of
+at most ``SCAN_LIMIT`` members are searched exhaustively instead, so small pools never miss a
+valid partner.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import defaultdict
@@ -118,19 +120,34 @@ def pair_senders(
     n = len(receivers)
     rng.shuffle(receivers)
     receivers = _interleave_providers(receivers, index.provider, rng)
-    slot_of = {member: p for p, member in enumerate(receivers)}
     total = sum(targets[s] for s in result)
     inbound_cap = max(
         math.ceil(total / n * settings.inbound_per_day_factor), math.floor(total / n) + 1
     )
+    if n <= SCAN_LIMIT:
+        _pair_small(index, receivers, targets, result, settings, rng, blocked, inbound_cap)
+    else:
+        _pair_large(index, receivers, targets, result, settings, rng, blocked, inbound_cap)
+    return result
+
+
+def _pair_small(
+    index: PoolIndex,
+    receivers: list[int],
+    targets: dict[int, int],
+    result: dict[int, list[int]],
+    settings: PairingSettings,
+    rng: random.Random,
+    blocked: dict[int, set[int]],
+    inbound_cap: int,
+) -> None:
+    """Exhaustive search: each round, every sender still owed a send takes the best of all
+    valid partners."""
     inbound = [0] * index.size
     org, provider, domain = index.org, index.provider, index.domain
     same_org_ok = settings.allow_same_organisation
     chosen: dict[int, set[int]] = {s: set() for s in result}
     rounds = max(targets[s] for s in result)
-    tries = min(n, max(2, settings.candidates))
-    small = n <= SCAN_LIMIT
-    offsets = [] if small else _offsets(receivers, provider, rounds, rng)
     senders = list(result)
 
     def valid(s: int, j: int) -> bool:
@@ -147,47 +164,145 @@ def pair_senders(
         for s in senders:
             if targets[s] <= r:
                 continue
-            if small:
-                candidates = [j for j in receivers if valid(s, j)]
-                if not candidates:
-                    continue
-                best = max(
-                    candidates,
-                    key=lambda j: (
-                        (provider[j] != provider[s]) * 2
-                        + (domain[j] != domain[s])
-                        - inbound[j] / inbound_cap
-                        + rng.random() * 0.5
-                    ),
-                )
-            else:
-                start = slot_of.get(s, rng.randrange(n)) + offsets[r]
-                best = -1
-                fallback = -1
-                for t in range(tries):
-                    j = receivers[(start + t) % n]
-                    if not valid(s, j):
-                        continue
-                    if provider[j] != provider[s] or domain[j] != domain[s]:
-                        best = j
-                        break
-                    if fallback < 0:
-                        fallback = j
-                if best < 0:
-                    best = fallback
-                if best < 0:
-                    # Crowded neighbourhood: a few random draws before giving this send up.
-                    for _ in range(8):
-                        j = receivers[rng.randrange(n)]
-                        if valid(s, j):
-                            best = j
-                            break
-                if best < 0:
-                    continue
+            candidates = [j for j in receivers if valid(s, j)]
+            if not candidates:
+                continue
+            best = max(
+                candidates,
+                key=lambda j: (
+                    (provider[j] != provider[s]) * 2
+                    + (domain[j] != domain[s])
+                    - inbound[j] / inbound_cap
+                    + rng.random() * 0.5
+                ),
+            )
             chosen[s].add(best)
             inbound[best] += 1
             result[s].append(best)
-    return result
+
+
+def _pair_large(
+    index: PoolIndex,
+    receivers: list[int],
+    targets: dict[int, int],
+    result: dict[int, list[int]],
+    settings: PairingSettings,
+    rng: random.Random,
+    blocked: dict[int, set[int]],
+    inbound_cap: int,
+) -> None:
+    """Shifted permutation: in round ``r`` the sender at slot ``p`` tries slots
+    ``p + offsets[r]`` onwards (``tries`` of them), then a few random slots.
+
+    Everything is indexed by slot and senders are visited in slot order, so the loop walks
+    its lists in order instead of jumping around 100,000 entries. When the round windows
+    ``[offset, offset + tries)`` are pairwise disjoint (``disjoint``), the slots one sender
+    tries in different rounds never coincide, so its regular picks are distinct without a
+    per-sender set; only picks from the random draws (and blocked partners) are kept in
+    ``excluded`` for the later rounds to check.
+    """
+    n = len(receivers)
+    org, provider, domain = index.org, index.provider, index.domain
+    same_org_ok = settings.allow_same_organisation
+    tries = min(n, max(2, settings.candidates))
+    rounds = max(targets[s] for s in result)
+    offsets, disjoint = _offsets(receivers, provider, rounds, tries, rng)
+    r_org = [org[m] for m in receivers]
+    r_kind = [provider[m] for m in receivers]
+    r_dom = [domain[m] for m in receivers]
+    inbound = [0] * n
+    slot = [-1] * index.size
+    for p, m in enumerate(receivers):
+        slot[m] = p
+    placed: list[tuple[int, int]] = []
+    for s in result:
+        p = slot[s]
+        # A sender that does not receive gets a random home slot for the day.
+        placed.append((p if p >= 0 else rng.randrange(n), s))
+    placed.sort()
+    home = [p for p, _ in placed]
+    ids = [s for _, s in placed]
+    want = [targets[s] for s in ids]
+    s_org = [org[s] for s in ids]
+    s_kind = [provider[s] for s in ids]
+    s_dom = [domain[s] for s in ids]
+    sent = [result[s] for s in ids]
+    excluded: list[set[int] | None] = [set(blocked[s]) if blocked.get(s) else None for s in ids]
+    # One record per sender, so the hot loop unpacks a tuple instead of indexing six lists.
+    active = list(zip(range(len(ids)), home, ids, s_org, s_kind, s_dom, sent, want, strict=True))
+
+    def valid(k: int, q: int) -> bool:
+        ex = excluded[k]
+        return (
+            inbound[q] < inbound_cap
+            and (same_org_ok or r_org[q] != s_org[k])
+            and receivers[q] != ids[k]
+            and (ex is None or receivers[q] not in ex)
+        )
+
+    for r in range(rounds):
+        if r:
+            active = [record for record in active if record[7] > r]
+            if not active:
+                break
+        o = offsets[r]
+        # Fairness without a shuffle: each round starts at a random point of the circle.
+        cut = rng.randrange(len(active))
+        for k, p, me, my_org, my_kind, my_dom, out, _ in active[cut:] + active[:cut]:
+            q = p + o
+            if q >= n:
+                q -= n
+            j = receivers[q]
+            ex = excluded[k]
+            if (
+                inbound[q] < inbound_cap
+                and (same_org_ok or r_org[q] != my_org)
+                and (r_kind[q] != my_kind or r_dom[q] != my_dom)
+                and j != me
+                and (ex is None or j not in ex)
+            ):
+                inbound[q] += 1
+                out.append(j)
+                if not disjoint:
+                    if ex is None:
+                        excluded[k] = {j}
+                    else:
+                        ex.add(j)
+                continue
+            best = -1
+            fallback = -1
+            for t in range(tries):
+                c = q + t
+                if c >= n:
+                    c -= n
+                if not valid(k, c):
+                    continue
+                if r_kind[c] != my_kind or r_dom[c] != my_dom:
+                    best = c
+                    break
+                if fallback < 0:
+                    fallback = c
+            if best < 0:
+                best = fallback
+            regular = best >= 0
+            if best < 0:
+                # Crowded neighbourhood: a few random draws before giving this send up.
+                for _ in range(8):
+                    c = rng.randrange(n)
+                    if valid(k, c) and receivers[c] not in out:
+                        best = c
+                        break
+            if best < 0:
+                continue
+            j = receivers[best]
+            inbound[best] += 1
+            out.append(j)
+            if not (regular and disjoint):
+                ex = excluded[k]
+                if ex is None:
+                    excluded[k] = {j}
+                else:
+                    ex.add(j)
 
 
 def _interleave_providers(
@@ -210,29 +325,55 @@ def _interleave_providers(
 
 OFFSET_DRAWS = 8
 OFFSET_PROBES = 64
+OFFSET_RETRIES = 64
 
 
 def _offsets(
-    receivers: list[int], provider: Sequence[int], rounds: int, rng: random.Random
-) -> list[int]:
-    """One shift per round: of a few random shifts, the one that maps most of a sample of
-    positions onto another provider."""
+    receivers: list[int], provider: Sequence[int], rounds: int, width: int, rng: random.Random
+) -> tuple[list[int], bool]:
+    """One shift per round in ``[1, n - width]`` (so no window of ``width`` slots wraps onto
+    the sender's own slot): of a few random shifts, the one that maps most of a sample of
+    positions onto another provider.
+
+    The second value says whether the windows ``[shift, shift + width)`` are pairwise
+    disjoint; they are whenever the pool is large enough for that to be cheap to arrange.
+    """
     n = len(receivers)
-    if n < 2:
-        return [0] * rounds
-    if len({provider[m] for m in receivers}) < 2:
-        return [rng.randrange(1, n) for _ in range(rounds)]
-    probes = [rng.randrange(n) for _ in range(OFFSET_PROBES)]
+    high = n - width
+    if high < 1:
+        return [rng.randrange(1, n) if n > 1 else 0 for _ in range(rounds)], False
+    disjoint = rounds * width * 4 <= high
     kinds = [provider[m] for m in receivers]
+    mixed = len(set(kinds)) > 1
+    probes = [rng.randrange(n) for _ in range(OFFSET_PROBES)] if mixed else []
+    used: list[int] = []  # sorted
+
+    def overlaps(o: int) -> bool:
+        at = bisect.bisect_left(used, o)
+        return (at < len(used) and used[at] - o < width) or (at > 0 and o - used[at - 1] < width)
+
     offsets: list[int] = []
-    used: set[int] = set()
     for _ in range(rounds):
-        best, best_score = 0, -1
-        for _ in range(OFFSET_DRAWS):
-            o = rng.randrange(1, n)
-            score = sum(kinds[p] != kinds[(p + o) % n] for p in probes) - (o in used) * n
+        best, best_score = -1, -1
+        for _ in range(OFFSET_DRAWS if mixed else 1):
+            o = rng.randrange(1, high + 1)
+            if disjoint:
+                for _ in range(OFFSET_RETRIES):
+                    if not overlaps(o):
+                        break
+                    o = rng.randrange(1, high + 1)
+                else:
+                    continue
+            elif o in used:
+                continue
+            score = sum(kinds[p] != kinds[(p + o) % n] for p in probes)
             if score > best_score:
                 best, best_score = o, score
+        if best < 0:
+            # Only when the windows crowd the circle: give up on disjointness (every pick is
+            # then checked against a per-sender set).
+            disjoint = False
+            best = rng.randrange(1, high + 1)
         offsets.append(best)
-        used.add(best)
-    return offsets
+        bisect.insort(used, best)
+    return offsets, disjoint

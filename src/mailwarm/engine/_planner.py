@@ -9,10 +9,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from mailwarm._models import AccountStatus, EmailAccount, HealthState, PoolSettings
+from mailwarm._models import (
+    AccountStatus,
+    EmailAccount,
+    HealthState,
+    PoolSettings,
+    SendingWindow,
+)
 from mailwarm.engine._pairing import PairHistory, PoolIndex, pair_senders
 from mailwarm.strategies import RampContext, RampMetrics, Strategy, strategy_from_spec
 from mailwarm.strategies._timing import is_send_day, send_offsets, window_bounds
@@ -110,56 +116,62 @@ def plan_day(
     ]
     rng = random.Random(seed)
     default_strategy = resolve_strategy(settings.strategy)
-    zones: dict[str, ZoneInfo] = {}
     blackout = settings.blackout_dates
+    pairing = settings.pairing
+    min_gap, jitter = settings.min_gap_seconds, settings.jitter
+    if callable(day):
+        day_of, fixed_day = day, date.min
+    else:
+        day_of, fixed_day = None, day
+    position = index.position
+    # Many accounts share a timezone, a window and a day: work each combination out once.
+    send_days: dict[tuple[date, frozenset[int]], bool] = {}
+    bounds: dict[tuple[str, time, time, date], tuple[float, float, float]] = {}
     plans: dict[str, AccountPlan] = {}
     targets: dict[int, int] = {}
     for account in planners:
-        local_day = day(account) if callable(day) else day
+        local_day = day_of(account) if day_of is not None else fixed_day
+        account_id = account.id
         started = account.warmup_started_on or local_day
         warmup_day = (local_day - started).days + 1
-        info = inputs.get(account.id, _NO_INPUT)
-        i = index.position[account.id]
-        strategy = resolve_strategy(account.strategy) if account.strategy else default_strategy
+        info = inputs.get(account_id, _NO_INPUT)
+        i = position[account_id]
+        spec = account.strategy
+        strategy = resolve_strategy(spec) if spec else default_strategy
+        health = info.health
         ctx = RampContext(
-            account_id=account.id,
+            account_id=account_id,
             day=warmup_day,
             date=local_day,
             history=info.history,
             metrics=info.metrics,
-            health=info.health,
-            eligible_recipients=index.eligible_recipients(i, settings.pairing),
+            health=health,
+            eligible_recipients=index.eligible_recipients(i, pairing),
             seed=seed,
         )
         target = min(strategy(ctx), account.daily_cap) if warmup_day >= 1 else 0
-        plan = AccountPlan(account.id, local_day, warmup_day, target)
-        plans[account.id] = plan
-        if (
-            target <= 0
-            or info.health is HealthState.PAUSED
-            or not is_send_day(local_day, account.window, blackout)
-        ):
+        plan = AccountPlan(account_id, local_day, warmup_day, target)
+        plans[account_id] = plan
+        if target <= 0 or health is HealthState.PAUSED:
             continue
-        zone = zones.get(account.timezone)
-        if zone is None:
-            zone = zones[account.timezone] = ZoneInfo(account.timezone)
-        start, end = window_bounds(local_day, account.window, zone)
-        offset = start.astimezone(zone).utcoffset()
-        plan.times = send_offsets(
-            target,
-            start.timestamp(),
-            end.timestamp(),
-            offset.total_seconds() if offset else 0.0,
-            rng,
-            min_gap=settings.min_gap_seconds,
-            jitter=settings.jitter,
-        )
-        if len(plan.times) < target:
+        window = account.window
+        day_key = (local_day, window.weekdays)
+        sends_today = send_days.get(day_key)
+        if sends_today is None:
+            sends_today = send_days[day_key] = is_send_day(local_day, window, blackout)
+        if not sends_today:
+            continue
+        window_key = (account.timezone, window.start, window.end, local_day)
+        span = bounds.get(window_key)
+        if span is None:
+            span = bounds[window_key] = _window_span(local_day, window, account.timezone)
+        times = send_offsets(target, span[0], span[1], span[2], rng, min_gap=min_gap, jitter=jitter)
+        plan.times = times
+        if len(times) < target:
             plan.shortfall = "window"
         targets[i] = len(plan.times)
 
     blocked_ids = history.blocked(_first_day(plans), settings.pairing) if history and plans else {}
-    position = index.position
     blocked = {
         position[s]: {position[r] for r in rs if r in position}
         for s, rs in blocked_ids.items()
@@ -167,6 +179,7 @@ def plan_day(
     }
     pairs = pair_senders(index, targets, settings.pairing, rng, blocked)
     ids = [a.id for a in accounts]
+    recipient_id = ids.__getitem__
     for i, recipients in pairs.items():
         plan = plans[ids[i]]
         if len(recipients) < len(plan.times):
@@ -174,11 +187,20 @@ def plan_day(
             keep = sorted(rng.sample(range(len(plan.times)), len(recipients)))
             plan.times = [plan.times[k] for k in keep]
             plan.shortfall = "partners"
-        plan.recipients = [ids[r] for r in recipients]
+        plan.recipients = list(map(recipient_id, recipients))
     return DayPlan(plans)
 
 
 _NO_INPUT = PlanInput()
+
+
+def _window_span(day: date, window: SendingWindow, timezone: str) -> tuple[float, float, float]:
+    """The window of ``day`` as epoch seconds ``(start, end)`` and the local UTC offset (in
+    seconds) at its start."""
+    zone = ZoneInfo(timezone)
+    start, end = window_bounds(day, window, zone)
+    offset = start.astimezone(zone).utcoffset()
+    return start.timestamp(), end.timestamp(), offset.total_seconds() if offset else 0.0
 
 
 def _first_day(plans: Mapping[str, AccountPlan]) -> date:

@@ -101,7 +101,8 @@ class MemoryNetwork:
     """Mailboxes by address, with a placement policy and fault injection.
 
     ``placement`` decides inbox or spam for each delivery (default :func:`tag_policy`).
-    ``observers`` are called with every :class:`MailEvent`.
+    ``observers`` are called with every :class:`MailEvent`. Mail to ``user+tag@domain`` reaches
+    the mailbox ``user@domain`` unless a mailbox with the full address exists.
     """
 
     def __init__(self, clock: Clock, *, placement: PlacementPolicy = tag_policy) -> None:

@@ -87,38 +87,52 @@ def send_offsets(
     slot = duration / count
     half = slot * jitter / 2.0
     uniform = rng.random
-    times = [
-        float(int(start_ts + slot * (i + 0.5) + (uniform() * 2.0 - 1.0) * half))
-        for i in range(count)
-    ]
+    # ``x // 1.0`` is int() for these positive epoch seconds, without two calls per time.
+    span = 2.0 * half
+    # One pass draws each time in its slice and pushes it at least min_gap past the one
+    # before (every time is already at or after start_ts, so the first is never pushed).
+    times: list[float] = []
+    append = times.append
+    earliest = start_ts
+    base = start_ts + slot * 0.5 - half
+    for _ in range(count):
+        t = (base + uniform() * span) // 1.0
+        if t < earliest:
+            t = earliest
+        append(t)
+        earliest = t + min_gap
+        base += slot
     last_allowed = float(int(end_ts) - 1)
     if min_gap > 0:
-        # Forward pass pushes crowded times apart; the backward pass pulls the tail back
-        # inside the window. count <= duration // min_gap makes both passes always succeed.
-        for i in range(1, count):
-            if times[i] < times[i - 1] + min_gap:
-                times[i] = times[i - 1] + min_gap
+        # The backward pass pulls the tail back inside the window. count <= duration //
+        # min_gap makes both passes always succeed.
         if times[-1] > last_allowed:
             times[-1] = last_allowed
             for i in range(count - 2, -1, -1):
                 if times[i] > times[i + 1] - min_gap:
                     times[i] = times[i + 1] - min_gap
-    result: list[float] = []
-    for i, t in enumerate(times):
-        local = t + utc_offset
-        if _is_round(local):
-            low = result[-1] + min_gap if result else start_ts
-            high = times[i + 1] - min_gap if i + 1 < count else last_allowed
-            t = _off_round(t, local, low, high, rng)
-        result.append(t)
+    # Round local times (second zero, or the first minute of a quarter hour) are rare: find
+    # them in one pass, then move each within the room its (already moved) neighbours leave.
+    offset = utc_offset
+    round_at = [
+        i for i, t in enumerate(times) if (m := (t + offset) % _QUARTER) < 60 or m % 60 == 0
+    ]
+    if not round_at:
+        return times
+    last = count - 1
+    for i in round_at:
+        t = times[i]
+        low = times[i - 1] + min_gap if i else start_ts
+        high = times[i + 1] - min_gap if i < last else last_allowed
+        times[i] = _off_round(t, t + offset, low, high, rng)
     # A neighbour that moved may have made room for a time that could not move before.
-    for i, t in enumerate(result):
-        local = t + utc_offset
-        if _is_round(local):
-            low = result[i - 1] + min_gap if i else start_ts
-            high = result[i + 1] - min_gap if i + 1 < count else last_allowed
-            result[i] = _off_round(t, local, low, high, rng)
-    return result
+    for i in round_at:
+        t = times[i]
+        if _is_round(t + offset):
+            low = times[i - 1] + min_gap if i else start_ts
+            high = times[i + 1] - min_gap if i < last else last_allowed
+            times[i] = _off_round(t, t + offset, low, high, rng)
+    return times
 
 
 def _is_round(local: float) -> bool:
@@ -127,8 +141,11 @@ def _is_round(local: float) -> bool:
 
 def _off_round(t: float, local: float, low: float, high: float, rng: random.Random) -> float:
     """Move ``t`` a little (within ``[low, high]``) so it is not a round local time."""
+    draw = rng.random
     for _ in range(4):
-        shift = float(rng.randint(61, 239)) * (1 if rng.random() < 0.5 else -1)
+        # One draw for both the size (61 to 239 seconds) and the direction of the move.
+        k = int(draw() * 358.0)
+        shift = float(61 + (k >> 1)) if k & 1 else -float(61 + (k >> 1))
         candidate = t + shift
         if low <= candidate <= high and not _is_round(local + shift):
             return candidate
