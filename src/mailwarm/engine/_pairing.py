@@ -210,7 +210,7 @@ def _pair_large(
     r_org = [org[m] for m in receivers]
     r_kind = [provider[m] for m in receivers]
     r_dom = [domain[m] for m in receivers]
-    inbound = [0] * n
+    room = [inbound_cap] * n  # sends each slot may still receive
     slot = [-1] * index.size
     for p, m in enumerate(receivers):
         slot[m] = p
@@ -234,7 +234,7 @@ def _pair_large(
     def valid(k: int, q: int) -> bool:
         ex = excluded[k]
         return (
-            inbound[q] < inbound_cap
+            room[q]
             and (same_org_ok or r_org[q] != s_org[k])
             and receivers[q] != ids[k]
             and (ex is None or receivers[q] not in ex)
@@ -255,13 +255,13 @@ def _pair_large(
             j = receivers[q]
             ex = excluded[k]
             if (
-                inbound[q] < inbound_cap
+                room[q]
                 and (same_org_ok or r_org[q] != my_org)
                 and (r_kind[q] != my_kind or r_dom[q] != my_dom)
                 and j != me
                 and (ex is None or j not in ex)
             ):
-                inbound[q] += 1
+                room[q] -= 1
                 out.append(j)
                 if not disjoint:
                     if ex is None:
@@ -295,7 +295,7 @@ def _pair_large(
             if best < 0:
                 continue
             j = receivers[best]
-            inbound[best] += 1
+            room[best] -= 1
             out.append(j)
             if not (regular and disjoint):
                 ex = excluded[k]

@@ -105,9 +105,10 @@ def plan_day(
     settings = settings or PoolSettings()
     inputs = inputs or {}
     receivers = [a.status is AccountStatus.ACTIVE for a in accounts]
-    for i, a in enumerate(accounts):
-        if inputs.get(a.id, _NO_INPUT).health is HealthState.PAUSED:
-            receivers[i] = False
+    if inputs:
+        for i, a in enumerate(accounts):
+            if inputs.get(a.id, _NO_INPUT).health is HealthState.PAUSED:
+                receivers[i] = False
     index = PoolIndex(accounts, receivers)
     planners = [
         a

@@ -91,15 +91,22 @@ def send_offsets(
     span = 2.0 * half
     # One pass draws each time in its slice and pushes it at least min_gap past the one
     # before (every time is already at or after start_ts, so the first is never pushed).
+    # Round local times (second zero, or the first minute of a quarter hour) are rare: note
+    # them on the way, then move each within the room its (already moved) neighbours leave.
+    offset = utc_offset
     times: list[float] = []
     append = times.append
+    round_at: list[int] = []
     earliest = start_ts
     base = start_ts + slot * 0.5 - half
-    for _ in range(count):
+    for i in range(count):
         t = (base + uniform() * span) // 1.0
         if t < earliest:
             t = earliest
         append(t)
+        m = (t + offset) % _QUARTER
+        if m < 60 or m % 60 == 0:
+            round_at.append(i)
         earliest = t + min_gap
         base += slot
     last_allowed = float(int(end_ts) - 1)
@@ -111,12 +118,7 @@ def send_offsets(
             for i in range(count - 2, -1, -1):
                 if times[i] > times[i + 1] - min_gap:
                     times[i] = times[i + 1] - min_gap
-    # Round local times (second zero, or the first minute of a quarter hour) are rare: find
-    # them in one pass, then move each within the room its (already moved) neighbours leave.
-    offset = utc_offset
-    round_at = [
-        i for i, t in enumerate(times) if (m := (t + offset) % _QUARTER) < 60 or m % 60 == 0
-    ]
+            round_at = [i for i, t in enumerate(times) if _is_round(t + offset)]
     if not round_at:
         return times
     last = count - 1
