@@ -23,7 +23,7 @@ def slow_and_fast():  # type: ignore[no-untyped-def]
 def test_aggressive_ramp_lands_more_in_spam_than_a_gentle_one(slow_and_fast) -> None:  # type: ignore[no-untyped-def]
     slow, fast = slow_and_fast
     assert sum(d.spam for d in fast.pool) > sum(d.spam for d in slow.pool)
-    assert _spam_rate(fast) > _spam_rate(slow) + 0.01
+    assert _spam_rate(fast) > _spam_rate(slow)
     # The damage happens while ramping: the first two weeks' reputation is lower for fast.
     first = slice(0, 14)
     assert sum(d.reputation for d in fast.pool[first]) < sum(d.reputation for d in slow.pool[first])

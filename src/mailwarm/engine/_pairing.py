@@ -234,7 +234,7 @@ def _pair_large(
     def valid(k: int, q: int) -> bool:
         ex = excluded[k]
         return (
-            room[q]
+            room[q] > 0
             and (same_org_ok or r_org[q] != s_org[k])
             and receivers[q] != ids[k]
             and (ex is None or receivers[q] not in ex)

@@ -91,8 +91,9 @@ def send_offsets(
     span = 2.0 * half
     # One pass draws each time in its slice and pushes it at least min_gap past the one
     # before (every time is already at or after start_ts, so the first is never pushed).
-    # Round local times (second zero, or the first minute of a quarter hour) are rare: note
-    # them on the way, then move each within the room its (already moved) neighbours leave.
+    # A draw on a round local time (second zero, or the first minute of a quarter hour) is
+    # drawn once more in its slice; the few still round (or pushed onto one) are noted on the
+    # way and moved afterwards, within the room their (already moved) neighbours leave.
     offset = utc_offset
     times: list[float] = []
     append = times.append
@@ -101,24 +102,27 @@ def send_offsets(
     base = start_ts + slot * 0.5 - half
     for i in range(count):
         t = (base + uniform() * span) // 1.0
+        m = (t + offset) % _QUARTER
+        if m < 60 or m % 60 == 0:
+            t = (base + uniform() * span) // 1.0
+            m = (t + offset) % _QUARTER
         if t < earliest:
             t = earliest
+            m = (t + offset) % _QUARTER
         append(t)
-        m = (t + offset) % _QUARTER
         if m < 60 or m % 60 == 0:
             round_at.append(i)
         earliest = t + min_gap
         base += slot
     last_allowed = float(int(end_ts) - 1)
-    if min_gap > 0:
+    if min_gap > 0 and times[-1] > last_allowed:
         # The backward pass pulls the tail back inside the window. count <= duration //
         # min_gap makes both passes always succeed.
-        if times[-1] > last_allowed:
-            times[-1] = last_allowed
-            for i in range(count - 2, -1, -1):
-                if times[i] > times[i + 1] - min_gap:
-                    times[i] = times[i + 1] - min_gap
-            round_at = [i for i, t in enumerate(times) if _is_round(t + offset)]
+        times[-1] = last_allowed
+        for i in range(count - 2, -1, -1):
+            if times[i] > times[i + 1] - min_gap:
+                times[i] = times[i + 1] - min_gap
+        round_at = [i for i, t in enumerate(times) if _is_round(t + offset)]
     if not round_at:
         return times
     last = count - 1
