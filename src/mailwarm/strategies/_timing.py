@@ -91,10 +91,10 @@ def send_offsets(
     span = 2.0 * half
     # One pass draws each time in its slice and pushes it at least min_gap past the one
     # before (every time is already at or after start_ts, so the first is never pushed).
-    # A draw on a round local time (second zero, or the first minute of a quarter hour) is
-    # drawn once more in its slice; the few still round (or pushed onto one) are noted on the
-    # way and moved afterwards, within the room their (already moved) neighbours leave.
+    # Round local times (second zero, or the first minute of a quarter hour) are rare: note
+    # them on the way, then move each within the room its (already moved) neighbours leave.
     offset = utc_offset
+    quarter, minute = float(_QUARTER), 60.0
     times: list[float] = []
     append = times.append
     round_at: list[int] = []
@@ -102,15 +102,11 @@ def send_offsets(
     base = start_ts + slot * 0.5 - half
     for i in range(count):
         t = (base + uniform() * span) // 1.0
-        m = (t + offset) % _QUARTER
-        if m < 60 or m % 60 == 0:
-            t = (base + uniform() * span) // 1.0
-            m = (t + offset) % _QUARTER
         if t < earliest:
             t = earliest
-            m = (t + offset) % _QUARTER
         append(t)
-        if m < 60 or m % 60 == 0:
+        m = (t + offset) % quarter
+        if m < minute or m % minute == 0.0:
             round_at.append(i)
         earliest = t + min_gap
         base += slot
