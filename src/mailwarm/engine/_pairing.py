@@ -11,15 +11,16 @@ Rules, in order of strength:
    daily sends, at least one more than the mean);
 5. prefer another provider, then another domain.
 
-How (so 100,000 mailboxes pair in a second or two): recipients are laid out in a random
-permutation each day; in round ``r`` every sender still owed a send tries the recipient at its
-own position plus the round's random offset, then the next few positions. A shift of a
-permutation is a bijection, so every recipient is offered about one send per round, which
-spreads inbound mail evenly without any global search. The permutation interleaves the
-providers evenly and each round's offset is the best of a few random draws at landing on
-another provider, so most pairs cross providers while the shift stays a bijection. Pools of
-at most ``SCAN_LIMIT`` members are searched exhaustively instead, so small pools never miss a
-valid partner.
+How (100,000 mailboxes pair in under two seconds, see ``benchmarks/plan_day.py``):
+recipients are laid out in a random permutation each day, with providers interleaved. In
+round ``r`` every sender still owed a send tries the slot at its own position plus the round's
+offset, then the next few slots. A shift of a permutation is a bijection, so every recipient is
+offered about one send per round, which spreads inbound mail without any global search.
+Round offsets are kept at least ``tries`` apart, so the slots one sender tries in different
+rounds never overlap: no per-sender "already chosen" set is needed on this path. Senders are
+visited in slot order from a random starting point each round (cheap fairness, and memory
+access stays sequential). Pools of at most ``SCAN_LIMIT`` members are searched exhaustively
+instead, so small pools never miss a valid partner.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def pair_senders(
     A sender gets fewer recipients than wanted only when the rules leave no valid partner.
     """
     blocked = blocked or {}
-    receivers = [i for i in range(index.size) if index.receives[i]]
-    result: dict[int, list[int]] = {s: [] for s in targets if targets[s] > 0}
+    receivers = [i for i, ok in enumerate(index.receives) if ok]
+    result: dict[int, list[int]] = {s: [] for s, wanted in targets.items() if wanted > 0}
     if not receivers or not result:
         return result
     n = len(receivers)
