@@ -65,3 +65,10 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", "--accounts", "4", "--days", "3", "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_into_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "nope" / "chart.png"
+    result = runner.invoke(app, ["simulate", "--days", "1", "--plot", str(target)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output

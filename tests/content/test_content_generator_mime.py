@@ -367,3 +367,15 @@ def test_verify_rejects_every_tampered_char() -> None:
 )
 def test_verify_rejects_garbage(mid: str) -> None:
     assert not verify_message_id(SECRET, mid, "anna@alpha.example", "ben@beta.example")
+
+
+def test_message_id_token_is_bound_to_the_sender_domain() -> None:
+    from mailwarm.content import make_message_id, verify_message_id
+
+    mid = make_message_id(b"k", "seed", "ana@north.example", "ben@south.example")
+    assert verify_message_id(b"k", mid, "ana@north.example", "ben@south.example")
+    moved = mid.replace("@north.example", "@elsewhere.example")
+    assert not verify_message_id(b"k", moved, "ana@north.example", "ben@south.example")
+    assert not verify_message_id(
+        b"k", mid.replace("@", "-"), "ana@north.example", "ben@south.example"
+    )

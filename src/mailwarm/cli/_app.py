@@ -90,6 +90,8 @@ def simulate(
             parse_strategy(name)
         except ConfigurationError as exc:
             raise typer.BadParameter(str(exc), param_hint="--strategy") from None
+    if plot is not None and not plot.parent.is_dir():
+        raise typer.BadParameter(f"folder {plot.parent} does not exist", param_hint="--plot")
     config = SimulationConfig(accounts=accounts, days=days, seed=seed)
     err = Console(stderr=True)
     if as_json:

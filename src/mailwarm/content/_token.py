@@ -32,7 +32,9 @@ def make_message_id(secret: bytes, seed: str, sender: str, recipient: str) -> st
 
 def verify_message_id(secret: bytes, message_id: str, sender: str, recipient: str) -> bool:
     """Whether ``message_id`` was made by :func:`make_message_id` for this sender and recipient."""
-    local = message_id.strip().strip("<>").rsplit("@", 1)[0]
+    local, at, domain = message_id.strip().strip("<>").rpartition("@")
+    if not at or domain.lower() != sender.rsplit("@", 1)[-1].lower():
+        return False
     head, _, mac = local.rpartition("-")
     if len(mac) != 12 or not head:
         return False

@@ -248,6 +248,7 @@ class WarmupEngine:
             inputs=inputs,
             history=self.history,
             seed=day_seed,
+            strategy_seed=self.seed,
             planners=due,
         )
         tasks: list[WarmupTask] = []
@@ -431,6 +432,24 @@ class WarmupEngine:
                         detail=_clip(str(exc)),
                     )
                 )
+            return
+        except Exception as exc:
+            # A bug in a handler, a content generator or a third-party provider must not stop
+            # the whole pool or leave the task RUNNING for ever: record it and move on.
+            log.exception("task %s (%s) failed unexpectedly", task.id, task.kind.value)
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            await self._finish(task, TaskStatus.FAILED, _clip(error))
+            await self.store.record(
+                Activity(
+                    account_id=account.id,
+                    action=ActivityAction.FAILED,
+                    at=now,
+                    task_id=task.id,
+                    message_id=task.message_id,
+                    peer_id=task.peer_id,
+                    detail=_clip(error),
+                )
+            )
             return
         if outcome.retry_at is not None:
             await self._retry(task, outcome.retry_at, outcome.detail or "retry")

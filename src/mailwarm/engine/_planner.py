@@ -94,13 +94,17 @@ def plan_day(
     inputs: Mapping[str, PlanInput] | None = None,
     history: PairHistory | None = None,
     seed: int = 0,
+    strategy_seed: int | None = None,
     planners: Sequence[EmailAccount] | None = None,
 ) -> DayPlan:
     """Plan one local day of sends for ``planners`` (default: every active account), pairing
     them with the active accounts of ``accounts`` as recipients.
 
     ``day`` is one local date for all, or a function giving each account its local date.
-    Deterministic for a given ``seed`` and inputs.
+    Deterministic for a given ``seed`` and inputs. ``seed`` drives send times and pairing;
+    ``strategy_seed`` (default: ``seed``) is what strategies see as ``RampContext.seed``, so a
+    caller that varies ``seed`` per planning round keeps per-day strategy values (such as
+    :class:`~mailwarm.strategies.DailyVariation`) stable by passing a fixed ``strategy_seed``.
     """
     settings = settings or PoolSettings()
     inputs = inputs or {}
@@ -116,6 +120,7 @@ def plan_day(
         if a.status is AccountStatus.ACTIVE
     ]
     rng = random.Random(seed)
+    ramp_seed = seed if strategy_seed is None else strategy_seed
     default_strategy = resolve_strategy(settings.strategy)
     blackout = settings.blackout_dates
     pairing = settings.pairing
@@ -148,7 +153,7 @@ def plan_day(
             metrics=info.metrics,
             health=health,
             eligible_recipients=index.eligible_recipients(i, pairing),
-            seed=seed,
+            seed=ramp_seed,
         )
         target = min(strategy(ctx), account.daily_cap) if warmup_day >= 1 else 0
         plan = AccountPlan(account_id, local_day, warmup_day, target)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
+from hashlib import blake2b
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -64,8 +64,8 @@ class DailyVariation(Factor):
     spread: float = Field(default=0.15, ge=0, le=0.9)
 
     def factor(self, ctx: RampContext) -> float:
-        key = f"{ctx.seed}:{ctx.account_id}:{ctx.date.isoformat()}".encode()
-        digest = hashlib.blake2b(key, digest_size=8).digest()
+        key = f"{ctx.seed}:{ctx.account_id}:{ctx.date.toordinal()}".encode()
+        digest = blake2b(key, digest_size=8).digest()
         unit = int.from_bytes(digest, "big") / 2**64
         return 1.0 - self.spread + 2.0 * self.spread * unit
 

@@ -144,6 +144,15 @@ def _is_round(local: float) -> bool:
 def _off_round(t: float, local: float, low: float, high: float, rng: random.Random) -> float:
     """Move ``t`` a little (within ``[low, high]``) so it is not a round local time."""
     draw = rng.random
+    # Direct move first (the common case, one draw): just past the round minute, forwards to
+    # 1-2 minutes into the quarter, or backwards to just before it, seconds never zero.
+    m = local % _QUARTER
+    k = int(draw() * 236.0)
+    seconds = float(1 + (k >> 1) % 59 + 60 * ((k >> 1) // 59 % 2))
+    shift = (60.0 - m + seconds) if k & 1 else -(m + seconds) if m < 60 else seconds
+    for move in (shift, -shift if m >= 60 else -(m + seconds) if k & 1 else 60.0 - m + seconds):
+        if low <= t + move <= high and not _is_round(local + move):
+            return t + move
     for _ in range(4):
         # One draw for both the size (61 to 239 seconds) and the direction of the move.
         k = int(draw() * 358.0)
