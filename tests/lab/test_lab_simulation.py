@@ -20,10 +20,15 @@ def slow_and_fast():  # type: ignore[no-untyped-def]
     return compare(["slow", "fast"], SimulationConfig(accounts=20, days=30, seed=3))
 
 
-def test_aggressive_ramp_lands_more_in_spam_than_a_gentle_one(slow_and_fast) -> None:  # type: ignore[no-untyped-def]
-    slow, fast = slow_and_fast
+@pytest.mark.parametrize("seed", [2, 4])
+def test_aggressive_ramp_lands_more_in_spam_than_a_gentle_one(seed: int) -> None:
+    slow, fast = compare(["slow", "fast"], SimulationConfig(accounts=20, days=30, seed=seed))
     assert sum(d.spam for d in fast.pool) > sum(d.spam for d in slow.pool)
-    assert _spam_rate(fast) > _spam_rate(slow)
+    assert fast.summary()["run_spam_rate"] > slow.summary()["run_spam_rate"]
+    assert (
+        _spam_rate(fast) == fast.summary()["run_spam_rate"]
+        or abs(_spam_rate(fast) - fast.summary()["run_spam_rate"]) < 1e-4
+    )
     # The damage happens while ramping: the first two weeks' reputation is lower for fast.
     first = slice(0, 14)
     assert sum(d.reputation for d in fast.pool[first]) < sum(d.reputation for d in slow.pool[first])

@@ -40,6 +40,7 @@ def _table(results: list[StrategyResult], days: int) -> Table:
         ("daily sends at end", "right"),
         ("inbox", "right"),
         ("spam", "right"),
+        ("spam (run)", "right"),
         ("reputation", "right"),
         ("paused", "right"),
     ):
@@ -53,6 +54,7 @@ def _table(results: list[StrategyResult], days: int) -> Table:
             str(s["final_daily_sends"]),
             f"{s['inbox_rate']:.1%}",
             f"{s['spam_rate']:.1%}",
+            f"{s['run_spam_rate']:.1%}",
             f"{s['reputation']:.2f}",
             str(s["paused_accounts"]),
         )

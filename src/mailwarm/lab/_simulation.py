@@ -116,17 +116,20 @@ class StrategyResult:
     health: list[dict[str, int]] = field(default_factory=list)
 
     def summary(self, last_days: int = 7) -> dict[str, float | int]:
-        """Totals, and rates over the last ``last_days`` days."""
+        """Totals, rates over the last ``last_days`` days, and the spam rate over the whole run."""
         tail = self.pool[-last_days:]
         inbox = sum(d.inbox for d in tail)
         spam = sum(d.spam for d in tail)
         located = inbox + spam
+        run_spam = sum(d.spam for d in self.pool)
+        run_located = run_spam + sum(d.inbox for d in self.pool)
         return {
             "total_sends": sum(d.sends for d in self.pool),
             "total_replies": sum(d.replies for d in self.pool),
             "final_daily_sends": max((d.sends for d in self.pool[-7:]), default=0),
             "inbox_rate": round(inbox / located, 4) if located else 0.0,
             "spam_rate": round(spam / located, 4) if located else 0.0,
+            "run_spam_rate": round(run_spam / run_located, 4) if run_located else 0.0,
             "reputation": round(self.pool[-1].reputation, 4) if self.pool else 0.0,
             "paused_accounts": self.health[-1].get(HealthState.PAUSED.value, 0)
             if self.health
