@@ -46,7 +46,7 @@ def test_json_spec_strategy_and_table_output() -> None:
     result = runner.invoke(app, ["simulate", "--accounts", "4", "--days", "3", "-s", spec])
     assert result.exit_code == 0, result.output
     assert "linear" in result.stdout
-    assert "Best inbox placement" in result.stdout
+    assert "Least spam over the whole run: linear" in result.stdout
 
 
 def test_bad_strategy_is_a_clear_usage_error() -> None:

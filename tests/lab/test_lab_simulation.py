@@ -94,3 +94,36 @@ def test_unauthenticated_senders_are_capped() -> None:
         state.today = _Day(delivered=8, opened=8, replied=8, marked=8)
         model.end_of_day()
     assert state.reputation <= params.auth_cap
+
+
+def _over_trust_day(penalty: float) -> tuple[list[object], ReputationModel, float]:
+    from mailwarm.providers.memory import Delivery
+
+    params = ReputationParams(
+        initial=0.9, trust_initial=5, over_trust_spam=1.0, over_trust_penalty=penalty
+    )
+    model = ReputationModel(params, random.Random(1), mailbox_provider=lambda a: "gmail")
+
+    class Msg:
+        message_id = "<m@x.example>"
+
+    placements = [
+        model(Delivery("s@x.example", "r@y.example", Msg(), None))  # type: ignore[arg-type]
+        for _ in range(8)
+    ]
+    state = model._sender("gmail", "s@x.example")
+    state.today.opened = 8
+    model.end_of_day()
+    return placements, model, state.reputation
+
+
+def test_mail_beyond_earned_trust_lands_in_spam_and_costs_reputation() -> None:
+    from mailwarm._models import Placement
+
+    placements, model, with_penalty = _over_trust_day(0.2)
+    # A well-reputed sender: the first five (its trust) reach the inbox, the rest do not.
+    assert placements[:5] == [Placement.INBOX] * 5
+    assert placements[5:] == [Placement.SPAM] * 3
+    _, _, without_penalty = _over_trust_day(0.0)
+    assert without_penalty - with_penalty == pytest.approx(0.2 * 3 / 8)
+    assert model._trust["s@x.example"] == pytest.approx(5 + model.params.trust_gain * 8)

@@ -129,9 +129,8 @@ def simulate(
         return
     console = Console()
     console.print(_table(results, days))
-    best = max(results, key=lambda r: (r.summary()["inbox_rate"], r.summary()["total_sends"]))
-    console.print(
-        f"Best inbox placement: [bold]{best.name}[/bold] ({best.summary()['inbox_rate']:.1%})."
-    )
+    best = min(results, key=lambda r: (r.summary()["run_spam_rate"], -r.summary()["total_sends"]))
+    rate = best.summary()["run_spam_rate"]
+    console.print(f"Least spam over the whole run: [bold]{best.name}[/bold] ({rate:.1%}).")
     if plot is not None:
         console.print(f"Chart written to {plot}")

@@ -9,21 +9,24 @@ At the end of each simulated day, for every (provider, sender) that sent ``v > 0
 
     engagement = (w_open*opened + w_reply*replied + w_rescue*rescued
                   + w_mark*(important + starred)) / v
-    target     = min(auth_cap if unauthenticated else 1, base_target + engagement_gain*engagement)
     V          = the sender's volume today over all providers
-    allowed    = max(volume_floor, volume_allowance * mean(V over its last 3 sending days))
+    m          = mean(V over its last history_days sending days)
+    allowed    = max(volume_floor, volume_allowance * m + jump_noise * sqrt(m))
     jump       = ln(V / allowed) if V > allowed else 0
+    suspicion  = suspicion * suspicion_decay + jump                  (per sender)
+    ceiling    = min(auth_cap if unauthenticated else 1, 1 - suspicion_weight * suspicion)
+    target     = min(ceiling, base_target + engagement_gain * engagement)
     spam_left  = (spam-placed - rescued) / v
+    over       = max(0, V - trust) / V
     r         += learning_rate * (target - r) - jump_penalty * jump - spam_penalty * spam_left
+                 - over_trust_penalty * over
+    trust     += trust_gain * (opened + replied + rescued, over all providers)
 
-    suspicion  = suspicion * suspicion_decay + jump        (per sender, every sending day)
-    r         <= 1 - suspicion_weight * suspicion
-
-so reputation climbs toward what engagement earns, falls when volume jumps faster than the
-sender's history justifies, and falls when mail stays in spam. Providers forget a burst slowly:
-suspicion caps what a sender can earn for weeks after its jumps, so a ramp that outran its
-history stays behind one that did not. Unauthenticated senders (no
-SPF/DKIM/DMARC) can never earn more than ``auth_cap``.
+Trust is the daily volume a provider accepts from a sender before growing wary: it starts at
+``trust_initial`` and grows only with engaged mail; during the day every message beyond it
+lands in spam with probability at least ``over_trust_spam``. So reputation climbs toward what
+engagement earns and falls when volume jumps, when mail stays in spam, and when a sender sends
+more than it has earned trust for.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class ReputationParams(BaseModel):
     auth_cap: float = Field(default=0.4, ge=0, le=1)
     suspicion_decay: float = Field(default=0.93, ge=0, le=1)
     suspicion_weight: float = Field(default=0.5, ge=0)
+    jump_noise: float = Field(default=2.0, ge=0)
+    trust_initial: float = Field(default=10.0, ge=0)
+    trust_gain: float = Field(default=0.15, ge=0)
+    over_trust_spam: float = Field(default=0.6, ge=0, le=1)
+    over_trust_penalty: float = Field(default=0.2, ge=0)
 
 
 @dataclass(slots=True)
@@ -108,6 +116,9 @@ class ReputationModel:
             lambda: deque(maxlen=params.history_days)
         )
         self._suspicion: dict[str, float] = defaultdict(float)
+        # Trusted volume: how many messages a day a sender may send before providers grow wary.
+        self._trust: dict[str, float] = defaultdict(lambda: params.trust_initial)
+        self._sent_today: dict[str, int] = defaultdict(int)
         # Which provider received which message, so later engagement (often on a later day)
         # credits the right (provider, sender); entries expire after a few days.
         self._by_message: dict[str, tuple[str, int]] = {}
@@ -129,7 +140,12 @@ class ReputationModel:
         """Decide where a delivery lands (the network's placement policy)."""
         provider = self.mailbox_provider(delivery.recipient)
         state = self._sender(provider, delivery.sender)
-        spam = self.rng.random() < self.spam_probability(state.reputation)
+        sender = delivery.sender.lower()
+        p_spam = self.spam_probability(state.reputation)
+        if self._sent_today[sender] >= self._trust[sender]:
+            p_spam = max(p_spam, self.params.over_trust_spam)
+        self._sent_today[sender] += 1
+        spam = self.rng.random() < p_spam
         state.today.delivered += 1
         if spam:
             state.today.spam += 1
@@ -158,14 +174,26 @@ class ReputationModel:
         volume: dict[str, int] = defaultdict(int)
         for (_, sender), state in self._state.items():
             volume[sender] += state.today.delivered
+        engaged: dict[str, int] = defaultdict(int)
+        for (_, sender), state in self._state.items():
+            d = state.today
+            engaged[sender] += d.opened + d.replied + d.rescued
+        over_share: dict[str, float] = {}
+        for sender, v in volume.items():
+            if v:
+                over_share[sender] = max(0.0, v - self._trust[sender]) / v
+                self._trust[sender] += p.trust_gain * engaged[sender]
+        self._sent_today.clear()
         jumps: dict[str, float] = {}
         for sender, v in volume.items():
             if v == 0:
                 continue
             history = self._volumes[sender]
+            mean = sum(history) / len(history) if history else 0.0
+            # Day-to-day counts are noisy (roughly Poisson): allow a couple of standard
+            # deviations on top, so ordinary noise in a small volume is not read as a jump.
             allowed = max(
-                p.volume_floor,
-                p.volume_allowance * (sum(history) / len(history) if history else 0.0),
+                p.volume_floor, p.volume_allowance * mean + p.jump_noise * math.sqrt(mean)
             )
             jumps[sender] = math.log(v / allowed) if v > allowed else 0.0
             self._suspicion[sender] = self._suspicion[sender] * p.suspicion_decay + jumps[sender]
@@ -187,6 +215,7 @@ class ReputationModel:
             spam_left = max(0, day.spam - day.rescued) / v
             r = state.reputation + p.learning_rate * (target - state.reputation)
             r -= p.jump_penalty * jumps.get(sender, 0.0) + p.spam_penalty * spam_left
+            r -= p.over_trust_penalty * over_share.get(sender, 0.0)
             state.reputation = min(ceiling, max(0.0, r))
         self._day_number += 1
         oldest = self._day_number - 4
