@@ -111,6 +111,13 @@ async def _activity(
     )
 
 
+async def _own_activity(ctx: ActionContext, task: WarmupTask, action: ActivityAction) -> None:
+    """Record ``action`` on the task's own account, about the task's message and peer."""
+    await _activity(
+        ctx, task, task.account_id, action, message_id=task.message_id, peer_id=task.peer_id
+    )
+
+
 async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Outcome:
     if await ctx.store.ledger_get(task.idempotency_key) is not None:
         return Outcome("already sent")
@@ -238,14 +245,7 @@ async def _rescue(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> O
     if located is None or located.placement is not Placement.SPAM:
         return Outcome("not in spam")
     await ctx.provider(task.account_id).move_to_inbox(located.ref)
-    await _activity(
-        ctx,
-        task,
-        task.account_id,
-        ActivityAction.RESCUED_FROM_SPAM,
-        message_id=task.message_id,
-        peer_id=task.peer_id,
-    )
+    await _own_activity(ctx, task, ActivityAction.RESCUED_FROM_SPAM)
     if rng.random() < ctx.engagement.open_rate:
         due = ctx.now + _delay(rng, ctx.engagement.dwell_seconds)
         await ctx.store.add_tasks(
@@ -272,34 +272,13 @@ async def _engage(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> O
     provider = ctx.provider(task.account_id)
     e = ctx.engagement
     await provider.mark_read(located.ref)
-    await _activity(
-        ctx,
-        task,
-        task.account_id,
-        ActivityAction.OPENED,
-        message_id=task.message_id,
-        peer_id=task.peer_id,
-    )
+    await _own_activity(ctx, task, ActivityAction.OPENED)
     if Capability.MARK_IMPORTANT in provider.capabilities and rng.random() < e.important_rate:
         await provider.mark_important(located.ref)
-        await _activity(
-            ctx,
-            task,
-            task.account_id,
-            ActivityAction.MARKED_IMPORTANT,
-            message_id=task.message_id,
-            peer_id=task.peer_id,
-        )
+        await _own_activity(ctx, task, ActivityAction.MARKED_IMPORTANT)
     if Capability.FLAG in provider.capabilities and rng.random() < e.star_rate:
         await provider.flag(located.ref)
-        await _activity(
-            ctx,
-            task,
-            task.account_id,
-            ActivityAction.STARRED,
-            message_id=task.message_id,
-            peer_id=task.peer_id,
-        )
+        await _own_activity(ctx, task, ActivityAction.STARRED)
     if task.turn + 1 < e.max_turns and rng.random() < e.reply_rate:
         due = ctx.now + _delay(rng, e.reply_delay_seconds)
         await ctx.store.add_tasks(

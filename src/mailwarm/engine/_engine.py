@@ -307,17 +307,8 @@ class WarmupEngine:
             await self._finish(
                 task.model_copy(update={"attempts": attempts}), TaskStatus.FAILED, error
             )
-            await self.store.record(
-                Activity(
-                    account_id=task.account_id,
-                    action=ActivityAction.FAILED,
-                    at=self.clock.now(),
-                    task_id=task.id,
-                    message_id=task.message_id,
-                    peer_id=task.peer_id,
-                    detail=_clip(f"gave up after {attempts} attempts: {error}"),
-                )
-            )
+            detail = f"gave up after {attempts} attempts: {error}"
+            await self._log(task, ActivityAction.FAILED, self.clock.now(), detail)
             return
         await self.store.save_task(
             task.model_copy(
@@ -327,6 +318,28 @@ class WarmupEngine:
                     "attempts": attempts,
                     "last_error": error,
                 }
+            )
+        )
+
+    async def _log(
+        self,
+        task: WarmupTask,
+        action: ActivityAction,
+        at: datetime,
+        detail: str,
+        *,
+        about_message: bool = True,
+    ) -> None:
+        """Record what happened to ``task`` on its account's activity log."""
+        await self.store.record(
+            Activity(
+                account_id=task.account_id,
+                action=action,
+                at=at,
+                task_id=task.id,
+                message_id=task.message_id if about_message else None,
+                peer_id=task.peer_id if about_message else None,
+                detail=_clip(detail),
             )
         )
 
@@ -361,15 +374,7 @@ class WarmupEngine:
                 outcome = await run_action(ctx, task)
         except AuthExpired as exc:
             await self._finish(task, TaskStatus.FAILED, str(exc))
-            await self.store.record(
-                Activity(
-                    account_id=account.id,
-                    action=ActivityAction.AUTH_FAILED,
-                    at=now,
-                    task_id=task.id,
-                    detail=_clip(str(exc)),
-                )
-            )
+            await self._log(task, ActivityAction.AUTH_FAILED, now, str(exc), about_message=False)
             await self.pause(
                 account.id,
                 f"authentication failed, reconnect the account: {exc}",
@@ -387,14 +392,12 @@ class WarmupEngine:
         except QuotaExhausted as exc:
             if task.kind is TaskKind.SEND:
                 await self._finish(task, TaskStatus.CANCELLED, f"quota exhausted: {exc}")
-                await self.store.record(
-                    Activity(
-                        account_id=account.id,
-                        action=ActivityAction.DEFERRED,
-                        at=now,
-                        task_id=task.id,
-                        detail=_clip(f"quota exhausted, send skipped until the next day: {exc}"),
-                    )
+                await self._log(
+                    task,
+                    ActivityAction.DEFERRED,
+                    now,
+                    f"quota exhausted, send skipped until the next day: {exc}",
+                    about_message=False,
                 )
             else:
                 await self._retry(task, now + timedelta(hours=1), f"quota exhausted: {exc}")
@@ -406,32 +409,14 @@ class WarmupEngine:
                 if task.kind in (TaskKind.SEND, TaskKind.REPLY)
                 else ActivityAction.FAILED
             )
-            await self.store.record(
-                Activity(
-                    account_id=account.id,
-                    action=action,
-                    at=now,
-                    task_id=task.id,
-                    message_id=task.message_id,
-                    peer_id=task.peer_id,
-                    detail=_clip(str(exc)),
-                )
-            )
+            await self._log(task, action, now, str(exc))
             return
         except ProviderError as exc:
             if exc.retryable:
                 await self._retry(task, now + self._backoff(task.attempts), str(exc))
             else:
                 await self._finish(task, TaskStatus.FAILED, str(exc))
-                await self.store.record(
-                    Activity(
-                        account_id=account.id,
-                        action=ActivityAction.FAILED,
-                        at=now,
-                        task_id=task.id,
-                        detail=_clip(str(exc)),
-                    )
-                )
+                await self._log(task, ActivityAction.FAILED, now, str(exc), about_message=False)
             return
         except Exception as exc:
             # A bug in a handler, a content generator or a third-party provider must not stop
@@ -439,17 +424,7 @@ class WarmupEngine:
             log.exception("task %s (%s) failed unexpectedly", task.id, task.kind.value)
             error = f"unexpected {type(exc).__name__}: {exc}"
             await self._finish(task, TaskStatus.FAILED, _clip(error))
-            await self.store.record(
-                Activity(
-                    account_id=account.id,
-                    action=ActivityAction.FAILED,
-                    at=now,
-                    task_id=task.id,
-                    message_id=task.message_id,
-                    peer_id=task.peer_id,
-                    detail=_clip(error),
-                )
-            )
+            await self._log(task, ActivityAction.FAILED, now, error)
             return
         if outcome.retry_at is not None:
             await self._retry(task, outcome.retry_at, outcome.detail or "retry")

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Self, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -187,50 +187,41 @@ def _spec_of(part: RampLike | Factor) -> dict[str, Any]:
     )
 
 
-class Sum(Strategy):
+class _Combined(Strategy):
+    """A strategy over several parts; its spec is ``{"kind": ..., "parts": [...]}``."""
+
+    parts: tuple[Any, ...]
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "version": SPEC_VERSION,
+            "parts": [_spec_of(p) for p in self.parts],
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Self:
+        from mailwarm.strategies._registry import strategy_from_spec
+
+        return cls(parts=tuple(strategy_from_spec(p) for p in _parts(spec)))
+
+
+class Sum(_Combined):
     """``a + b + ...``: the sum of the parts."""
 
     kind: ClassVar[str] = "sum"
-    parts: tuple[Any, ...]
 
     def value(self, ctx: RampContext) -> float:
         return sum(_call(part, ctx) for part in self.parts)
 
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "version": SPEC_VERSION,
-            "parts": [_spec_of(p) for p in self.parts],
-        }
 
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Sum:
-        from mailwarm.strategies._registry import strategy_from_spec
-
-        return cls(parts=tuple(strategy_from_spec(p) for p in _parts(spec)))
-
-
-class Min(Strategy):
+class Min(_Combined):
     """``a & b & ...``: the smallest of the parts."""
 
     kind: ClassVar[str] = "min"
-    parts: tuple[Any, ...]
 
     def value(self, ctx: RampContext) -> float:
         return min(_call(part, ctx) for part in self.parts)
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "version": SPEC_VERSION,
-            "parts": [_spec_of(p) for p in self.parts],
-        }
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Min:
-        from mailwarm.strategies._registry import strategy_from_spec
-
-        return cls(parts=tuple(strategy_from_spec(p) for p in _parts(spec)))
 
 
 class Scaled(Strategy):
