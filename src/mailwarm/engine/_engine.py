@@ -282,10 +282,11 @@ class WarmupEngine:
     def next_plan_at(self) -> datetime:
         """The next moment some account's local day begins."""
         now = self.clock.now()
+        zones = {a.timezone: a.zone for a in self.accounts.values()}
         return min(
             (
-                local_instant(self._local_day(a, now) + timedelta(days=1), time(0, 0, 1), a.zone)
-                for a in self.accounts.values()
+                local_instant(now.astimezone(zone).date() + timedelta(days=1), time(0, 0, 1), zone)
+                for zone in zones.values()
             ),
             default=now + timedelta(days=1),
         )
@@ -455,7 +456,7 @@ class WarmupEngine:
             now = self.clock.now()
             if now >= until:
                 return
-            upcoming = [self.next_plan_at(), until]
+            upcoming = [next_plan, until]
             next_task = await self.store.next_due()
             if next_task is not None:
                 upcoming.append(max(next_task, now))
