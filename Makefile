@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 
 DEMO_ARGS ?= --accounts 20 --days 45 --seed 7 --strategy slow --strategy linear --strategy fast
 
-.PHONY: demo test lint typecheck imports docs pytest bench clean
+.PHONY: demo test lint typecheck imports docs pytest mail-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ demo: $(VENV)/.installed-lab
 test: lint typecheck imports docs pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
+	$(BIN)/ruff format --check src tests benchmarks examples scripts
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -40,7 +40,11 @@ imports: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
-pytest: $(VENV)/.installed-dev
+## mail-deps: Debian's Dovecot for the real mail-server tests (installed only when missing)
+mail-deps:
+	bash scripts/install-mail-deps.sh
+
+pytest: $(VENV)/.installed-dev mail-deps
 	$(BIN)/pytest -n 2 --nbmake tests examples
 
 ## bench: the benchmarks in benchmarks/ (not part of `make test`)

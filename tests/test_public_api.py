@@ -19,6 +19,7 @@ def test_exported_members() -> None:
             "Clock",
             "ConfigurationError",
             "Credentials",
+            "DeliveryUnknown",
             "EmailAccount",
             "EngagementSettings",
             "HealthReport",

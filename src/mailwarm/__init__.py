@@ -11,6 +11,7 @@ from mailwarm._clock import Clock, SystemClock, VirtualClock
 from mailwarm._errors import (
     AuthExpired,
     ConfigurationError,
+    DeliveryUnknown,
     MailwarmError,
     MissingExtra,
     PermanentProviderError,
@@ -60,6 +61,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "Credentials",
+    "DeliveryUnknown",
     "EmailAccount",
     "EngagementSettings",
     "HealthReport",

@@ -10,6 +10,7 @@
     - ``TransientProviderError``: a passing fault (network, 5xx); retry with backoff.
     - ``PermanentProviderError``: will fail again the same way (bad recipient, 4xx).
     - ``UnsupportedAction``: the provider cannot do this action at all.
+    - ``DeliveryUnknown``: a send may or may not have gone out; never resend it blindly.
 
 Messages never contain secrets: providers build them from ids and status codes only.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "AuthExpired",
     "ConfigurationError",
+    "DeliveryUnknown",
     "MailwarmError",
     "MissingExtra",
     "PermanentProviderError",
@@ -107,3 +109,9 @@ class PermanentProviderError(ProviderError):
 
 class UnsupportedAction(ProviderError):
     """The provider cannot perform this action at all (for example no spam folder)."""
+
+
+class DeliveryUnknown(ProviderError):
+    """A send may have gone out: the connection broke after the message was handed over and
+    the provider could not confirm it from the Sent folder. Resending risks a duplicate, so
+    the engine records the send as unconfirmed and lets the recipient's check decide."""

@@ -251,7 +251,8 @@ class Credentials(_Model):
 
     Secrets are :class:`pydantic.SecretStr`: they never show in ``repr``, ``str`` or logs, and
     serialise masked unless the caller passes ``context={"reveal_secrets": True}`` (storage
-    does, and encrypts the result).
+    does, and encrypts the result). ``token_cache`` is an OAuth library's serialised cache
+    (msal's, for Microsoft accounts), as secret as the tokens in it.
     """
 
     account_id: str
@@ -262,8 +263,9 @@ class Credentials(_Model):
     refresh_token: SecretStr | None = None
     token_expires_at: AwareDatetime | None = None
     scopes: list[str] = Field(default_factory=list)
+    token_cache: SecretStr | None = None
 
-    @field_serializer("password", "access_token", "refresh_token")
+    @field_serializer("password", "access_token", "refresh_token", "token_cache")
     def _dump_secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
         if value is None:
             return None

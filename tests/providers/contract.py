@@ -124,7 +124,7 @@ class ProviderContract:
 
     async def test_check_reports_ok(self, a: Provider) -> None:
         report = await a.check()
-        assert report.ok is True
+        assert report.ok is True, report.problems
         assert not report.problems
         assert all(report.checks.values())
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mailwarm._errors import UnsupportedAction
+from mailwarm._errors import DeliveryUnknown, UnsupportedAction
 from mailwarm._models import (
     Activity,
     ActivityAction,
@@ -142,7 +142,13 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
         sender_name=me.name,
         recipient_name=them.name,
     )
-    await ctx.provider(sender.id).send(message)
+    detail = None
+    try:
+        await ctx.provider(sender.id).send(message)
+    except DeliveryUnknown as exc:
+        # It may have gone out: a resend could duplicate it, so count it as sent and let the
+        # recipient's check find it (or record it missing).
+        detail = f"unconfirmed: {exc}"
     await ctx.store.ledger_put(task.idempotency_key, message_id)
     await ctx.store.add_send(sender.id, local_day)
     conversation = Conversation(
@@ -151,7 +157,13 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
     await ctx.store.save_conversation(conversation)
     task = task.model_copy(update={"conversation_id": message_id})
     await _activity(
-        ctx, task, sender.id, ActivityAction.SENT, message_id=message_id, peer_id=recipient.id
+        ctx,
+        task,
+        sender.id,
+        ActivityAction.SENT,
+        message_id=message_id,
+        peer_id=recipient.id,
+        detail=detail,
     )
     due = ctx.now + _delay(rng, ctx.engagement.check_delay_seconds)
     await ctx.store.add_tasks(
@@ -167,7 +179,7 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
             )
         ]
     )
-    return Outcome()
+    return Outcome(detail)
 
 
 async def _locate(ctx: ActionContext, task: WarmupTask) -> Located | None:
@@ -335,7 +347,11 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         in_reply_to=parent,
         references=tuple(references),
     )
-    await ctx.provider(me_account.id).reply(located.ref, message)
+    detail = None
+    try:
+        await ctx.provider(me_account.id).reply(located.ref, message)
+    except DeliveryUnknown as exc:
+        detail = f"unconfirmed: {exc}"  # as for sends: never resend blindly
     await ctx.store.ledger_put(reply_key, message_id)
     conversation.message_ids.append(message_id)
     await ctx.store.save_conversation(conversation)
@@ -346,6 +362,7 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         ActivityAction.REPLIED,
         message_id=message_id,
         peer_id=them_account.id,
+        detail=detail,
     )
     due = ctx.now + _delay(rng, ctx.engagement.check_delay_seconds)
     await ctx.store.add_tasks(
@@ -361,7 +378,7 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
             )
         ]
     )
-    return Outcome()
+    return Outcome(detail)
 
 
 _HANDLERS = {
