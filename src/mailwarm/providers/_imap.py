@@ -233,6 +233,9 @@ class ImapConnection:
 
     async def login(self, user: str, password: str) -> None:
         """LOGIN (the password is scrubbed from aioimaplib's debug log)."""
+        if "LOGINDISABLED" in self.capabilities:
+            # RFC 3501 6.2.3: the server refuses LOGIN here; do not send the password at all.
+            raise ImapError("LOGIN", "NO", "[PRIVACYREQUIRED] LOGINDISABLED before TLS")
         response = await asyncio.wait_for(self.protocol.login(user, password), self.timeout)
         self._check("LOGIN", response)
         await self.refresh_capabilities()

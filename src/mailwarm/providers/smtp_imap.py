@@ -311,6 +311,12 @@ class SmtpImapProvider(BaseProvider):
             return PermanentProviderError(text, **where)
         if isinstance(exc, ImapError):
             text = f"{who}: IMAP {self.imap_host}: {exc}"
+            if exc.code == "PRIVACYREQUIRED" or "LOGINDISABLED" in exc.text:
+                return PermanentProviderError(
+                    f"{text}; the server only accepts logins over TLS: set imap_security to "
+                    "tls or starttls",
+                    **where,
+                )
             if exc.command in ("LOGIN", "AUTHENTICATE") or exc.code == "AUTHENTICATIONFAILED":
                 return AuthExpired(
                     f"{text}; check the username and password (or app password)", **where
