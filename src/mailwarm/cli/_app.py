@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mailwarm._errors import ConfigurationError
+from mailwarm.cli._pool_commands import check, run
 from mailwarm.lab import SimulationConfig, StrategyResult, compare, plot_results
 from mailwarm.strategies import parse_strategy
 
@@ -29,6 +30,10 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Open, self-hosted email warmup."""
+
+
+app.command()(check)
+app.command()(run)
 
 
 def _table(results: list[StrategyResult], days: int) -> Table:
