@@ -49,7 +49,7 @@ def test_check_reports_ready_accounts(
 def test_check_says_what_to_fix_and_fails(
     tmp_path: Path, mail_server: mailserver.MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool, addresses, env = write_pool(tmp_path / "pool.toml", mail_server, 2, "bad", bad=1)
+    pool, _, env = write_pool(tmp_path / "pool.toml", mail_server, 2, "bad", bad=1)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     result = runner.invoke(app, ["check", str(pool)])

@@ -69,12 +69,14 @@ def test_a_full_pool_file(tmp_path: Path) -> None:
     assert bob.account.address == "Bob@beta.example"
     assert bob.account.timezone == "America/New_York"
     assert bob.account.daily_cap == 25
-    assert bob.account.strategy is not None and bob.account.strategy["kind"] == "linear"
+    assert bob.account.strategy is not None
+    assert bob.account.strategy["kind"] == "linear"
     assert bob.credentials.password is not None
     assert bob.credentials.password.get_secret_value() == "bob-from-file"
     assert bob.credentials.username == "bob"
     app = pool.oauth["google"]
-    assert app.client_secret is not None and app.client_secret.get_secret_value() == "google-secret"
+    assert app.client_secret is not None
+    assert app.client_secret.get_secret_value() == "google-secret"
     assert "google-secret" not in repr(pool)
     assert "ann-secret" not in repr(pool)
 
