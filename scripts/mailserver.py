@@ -307,6 +307,7 @@ log_path = {self.log_path}
 {user_lines}{tls}auth_failure_delay = 0
 auth_mechanisms = plain login xoauth2 oauthbearer
 mail_location = maildir:~/Maildir
+mail_fsync = never
 mail_max_userip_connections = 500
 recipient_delimiter = +
 lmtp_save_to_detail_mailbox = yes
@@ -342,6 +343,10 @@ service imap-urlauth-login {{
   chroot =
 }}
 service lmtp {{
+  # Keep delivery processes alive between messages: the front end opens an LMTP connection
+  # per message, and forking a process for each one made the test server the bottleneck.
+  service_count = 0
+  process_min_avail = 2
   inet_listener lmtp {{
     address = 127.0.0.1
     port = {self.lmtp_port}
@@ -435,6 +440,7 @@ class _Bridge:
 
     def __init__(self, server: MailServer) -> None:
         self.server = server
+        self.lmtp: dict[int, _LmtpPool] = {}
 
     def authenticator(
         self, smtp: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
@@ -491,9 +497,12 @@ class _Bridge:
         if fault is not None and fault.kind == "reply":
             return fault.reply
         data = envelope.original_content or envelope.content
-        results = await lmtp_deliver(
-            "127.0.0.1", self.server.lmtp_port, envelope.mail_from, envelope.rcpt_tos, data
-        )
+        # One pool per event loop: the plain and implicit-TLS front ends run in their own
+        # threads, and a stream belongs to the loop that opened it.
+        loop = id(asyncio.get_running_loop())
+        if loop not in self.lmtp:
+            self.lmtp[loop] = _LmtpPool("127.0.0.1", self.server.lmtp_port)
+        results = await self.lmtp[loop].deliver(envelope.mail_from, envelope.rcpt_tos, data)
         self.server.received.append((envelope.mail_from, list(envelope.rcpt_tos)))
         if fault is not None and fault.kind == "drop_after_data":
             smtp.transport.close()  # delivered, but the client never hears the 250
@@ -513,43 +522,80 @@ async def _reply(reader: asyncio.StreamReader) -> tuple[int, str]:
             return int(line[:3]), " ".join(lines)
 
 
+async def _lmtp_open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(host, port)
+    await _reply(reader)
+    writer.write(b"LHLO bridge.test\r\n")
+    await _reply(reader)
+    return reader, writer
+
+
+async def _lmtp_transaction(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    mail_from: str,
+    rcpts: list[str],
+    data: bytes,
+) -> dict[str, tuple[int, str]]:
+    writer.write(f"MAIL FROM:<{mail_from}>\r\n".encode())
+    await _reply(reader)
+    results: dict[str, tuple[int, str]] = {}
+    accepted = []
+    for rcpt in rcpts:
+        writer.write(f"RCPT TO:<{rcpt}>\r\n".encode())
+        code, text = await _reply(reader)
+        if code == 250:
+            accepted.append(rcpt)
+        else:
+            results[rcpt] = (code, text)
+    if accepted:
+        writer.write(b"DATA\r\n")
+        await _reply(reader)
+        body = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        body = re.sub(rb"(?m)^\.", b"..", body)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        writer.write(body + b".\r\n")
+        for rcpt in accepted:
+            results[rcpt] = await _reply(reader)  # one reply per accepted recipient
+    else:
+        writer.write(b"RSET\r\n")
+        await _reply(reader)
+    return results
+
+
 async def lmtp_deliver(
     host: str, port: int, mail_from: str, rcpts: list[str], data: bytes
 ) -> dict[str, tuple[int, str]]:
-    """Deliver one message over LMTP (RFC 2033): one reply per accepted recipient."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """Deliver one message over a new LMTP (RFC 2033) connection."""
+    reader, writer = await _lmtp_open(host, port)
     try:
-        await _reply(reader)
-        writer.write(b"LHLO bridge.test\r\n")
-        await _reply(reader)
-        writer.write(f"MAIL FROM:<{mail_from}>\r\n".encode())
-        await _reply(reader)
-        results: dict[str, tuple[int, str]] = {}
-        accepted = []
-        for rcpt in rcpts:
-            writer.write(f"RCPT TO:<{rcpt}>\r\n".encode())
-            code, text = await _reply(reader)
-            if code == 250:
-                accepted.append(rcpt)
-            else:
-                results[rcpt] = (code, text)
-        if accepted:
-            writer.write(b"DATA\r\n")
-            await _reply(reader)
-            body = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            body = re.sub(rb"(?m)^\.", b"..", body)
-            if not body.endswith(b"\r\n"):
-                body += b"\r\n"
-            writer.write(body + b".\r\n")
-            for rcpt in accepted:
-                results[rcpt] = await _reply(reader)
-        writer.write(b"QUIT\r\n")
-        await writer.drain()
-        return results
+        return await _lmtp_transaction(reader, writer, mail_from, rcpts, data)
     finally:
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+class _LmtpPool:
+    """LMTP connections kept open between messages (RFC 2033 sessions carry many
+    transactions), so the test server's delivery stays cheaper than any client's work."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def deliver(
+        self, mail_from: str, rcpts: list[str], data: bytes
+    ) -> dict[str, tuple[int, str]]:
+        connection = self._idle.pop() if self._idle else await _lmtp_open(self.host, self.port)
+        try:
+            results = await _lmtp_transaction(*connection, mail_from, rcpts, data)
+        except BaseException:
+            connection[1].close()
+            raise
+        self._idle.append(connection)
+        return results
 
 
 @contextlib.contextmanager
