@@ -48,9 +48,10 @@ pytest: $(VENV)/.installed-dev mail-deps
 	$(BIN)/pytest -n 2 --nbmake tests examples
 
 ## bench: the benchmarks in benchmarks/ (not part of `make test`)
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev mail-deps
 	$(BIN)/python benchmarks/plan_day.py
 	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python benchmarks/smtp_imap.py
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache

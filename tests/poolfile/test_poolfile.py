@@ -142,3 +142,16 @@ def test_errors_name_the_place_and_the_fix(text: str, expected: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(mw.ConfigurationError, match="cannot read pool file"):
         load_pool(tmp_path / "absent.toml")
+
+
+def test_the_example_pool_file_parses() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {"ANN_PASSWORD": "a", "BEN_PASSWORD": "b", "CHO_PASSWORD": "c"}
+    pool = load_pool(root / "examples" / "pool.toml", environ=env)
+    assert [a.account.address for a in pool.accounts] == [
+        "ann@northwind.example",
+        "ben@contoso.example",
+        "cho@fabrikam.example",
+    ]
+    assert pool.accounts[2].account.window.start == time(9, 0)
+    assert pool.accounts[1].account.timezone == "America/New_York"
