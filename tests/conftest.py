@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import mailserver  # noqa: E402
+import mailserver
 
 
 def _start(**options: object) -> Iterator[mailserver.MailServer]:
