@@ -26,12 +26,16 @@ instead, so small pools never miss a valid partner.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import compress, repeat
+from operator import add, not_, sub
 
 from mailwarm._models import EmailAccount, PairingSettings
 
@@ -195,6 +199,39 @@ def _pair_large(
     """Shifted permutation: in round ``r`` the sender at slot ``p`` tries slots
     ``p + offsets[r]`` onwards (``tries`` of them), then a few random slots.
 
+    Two implementations of these rounds give the same result for the same ``rng`` state
+    (the tests pin it): :class:`_ShiftRounds` works on whole rounds at once and applies
+    when every sender also receives and the round windows are disjoint (always the case for
+    the large pools ``plan_day`` sees); :func:`_pair_rounds` visits one sender at a time and
+    covers everything else.
+    """
+    n = len(receivers)
+    tries = min(n, max(2, settings.candidates))
+    rounds = max(targets[s] for s in result)
+    offsets, disjoint = _offsets(receivers, index.provider, rounds, tries, rng)
+    if disjoint and all(index.receives[s] for s in result):
+        shifts = _ShiftRounds(index, receivers, targets, settings, rng, blocked, inbound_cap)
+        shifts.run(offsets, tries, result)
+        return
+    _pair_rounds(
+        index, receivers, targets, result, settings, rng, blocked, inbound_cap, offsets, disjoint
+    )
+
+
+def _pair_rounds(
+    index: PoolIndex,
+    receivers: list[int],
+    targets: dict[int, int],
+    result: dict[int, list[int]],
+    settings: PairingSettings,
+    rng: random.Random,
+    blocked: dict[int, set[int]],
+    inbound_cap: int,
+    offsets: list[int],
+    disjoint: bool,
+) -> None:
+    """The rounds one sender at a time (the reference for :class:`_ShiftRounds`).
+
     Everything is indexed by slot and senders are visited in slot order, so the loop walks
     its lists in order instead of jumping around 100,000 entries. When the round windows
     ``[offset, offset + tries)`` are pairwise disjoint (``disjoint``), the slots one sender
@@ -206,8 +243,7 @@ def _pair_large(
     org, provider, domain = index.org, index.provider, index.domain
     same_org_ok = settings.allow_same_organisation
     tries = min(n, max(2, settings.candidates))
-    rounds = max(targets[s] for s in result)
-    offsets, disjoint = _offsets(receivers, provider, rounds, tries, rng)
+    rounds = len(offsets)
     r_org = [org[m] for m in receivers]
     r_kind = [provider[m] for m in receivers]
     r_dom = [domain[m] for m in receivers]
@@ -304,6 +340,334 @@ def _pair_large(
                     excluded[k] = {j}
                 else:
                     ex.add(j)
+
+
+# Groups larger than this are checked round by round instead of pair by pair (quadratic).
+GROUP_PAIRS_LIMIT = 32
+
+
+class _ShiftRounds:
+    """The rounds of :func:`_pair_rounds`, worked out per round instead of per send.
+
+    Every sender receives, so its home is its own slot, and in a round with offset ``o`` the
+    slot it tries first is ``home + o``: a bijection, so no two senders try one slot first.
+    That first choice succeeds for all but a few senders, and which ones may fail is known at
+    the start of the round without visiting anyone:
+
+    - a partner of its organisation, of its provider and domain, or a blocked one sits exactly
+      ``o`` slots away (``conflicts``, by offset; large groups are checked each round);
+    - the slot has no room left (``_zeros``).
+
+    Only those senders, and any whose first slot an earlier fallback fills up, are visited:
+    in the reference's order, with its checks and random draws, so the result is the same.
+    Everyone else's first choice is implied and written out once at the end. Room is not
+    counted per slot while no slot can run out: a round gives a slot at most one first
+    choice, so a slot can only be full once ``round + other sends received`` reaches the cap.
+    """
+
+    def __init__(
+        self,
+        index: PoolIndex,
+        receivers: list[int],
+        targets: dict[int, int],
+        settings: PairingSettings,
+        rng: random.Random,
+        blocked: dict[int, set[int]],
+        inbound_cap: int,
+    ) -> None:
+        self.n = len(receivers)
+        self.receivers = receivers
+        self.rng = rng
+        self.cap = inbound_cap
+        self.same_org_ok = settings.allow_same_organisation
+        self.r_org = [index.org[m] for m in receivers]
+        self.r_kind = [index.provider[m] for m in receivers]
+        self.r_dom = [index.domain[m] for m in receivers]
+        slot = self.slot = [-1] * index.size
+        for p, m in enumerate(receivers):
+            slot[m] = p
+        want = self.want = [0] * self.n  # sends wanted, by home slot
+        for s, wanted in targets.items():
+            if wanted > 0:
+                want[slot[s]] = wanted
+        self.excluded: dict[int, set[int]] = {
+            slot[s]: set(rs) for s, rs in blocked.items() if rs and s in targets and targets[s] > 0
+        }
+        self.offsets: list[int] = []
+        self.offset_set: set[int] = set()
+        self.tries = 0
+        self.conflicts: dict[int, list[int]] = {}  # offset -> homes whose first choice fails
+        self.large_groups: list[tuple[list[int], set[int]]] = []  # (sending homes, all slots)
+        self.failed: list[set[int]] = []  # per round: homes not given their first choice
+        self.picks: dict[int, dict[int, int]] = {}  # home -> {round: member taken, or -1}
+        self.taken: dict[int, int] = {}  # slot -> sends received other than first choices
+        self.most_taken = 0
+        self.room: list[int] | None = None  # exact room per slot, once it must be counted
+        self.start = 0  # the home the current round's visit starts at
+
+    def run(self, offsets: list[int], tries: int, result: dict[int, list[int]]) -> None:
+        """Play the rounds and write each sender's recipients into ``result``."""
+        self.offsets, self.offset_set, self.tries = offsets, set(offsets), tries
+        self._find_conflicts()
+        want, rng = self.want, self.rng
+        active = sorted(self.slot[s] for s in result)
+        for r, o in enumerate(offsets):
+            if r:
+                active = [h for h in active if want[h] > r]
+                if not active:
+                    break
+            # The reference visits senders in slot order from a random one each round.
+            self.start = active[rng.randrange(len(active))]
+            failing = self._failing(r, o)
+            self.failed.append(failing)
+            if failing:
+                self._visit(r, o, failing)
+            if self.room is not None:
+                self.room = self._minus_first_choices(self.room, r)
+        self._write(result)
+
+    # -- who may fail -----------------------------------------------------------------------
+
+    def _find_conflicts(self) -> None:
+        """For each round's offset, the homes whose first choice at it breaks a rule."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for p, key in enumerate(zip(self.r_kind, self.r_dom, strict=True)):
+            groups.setdefault(key, []).append(p)
+        kinds = list(groups.values())
+        orgs: dict[int, list[int]] = {}
+        if not self.same_org_ok:
+            for p, org in enumerate(self.r_org):
+                orgs.setdefault(org, []).append(p)
+        for members in itertools.chain(kinds, orgs.values()):
+            if len(members) > 1:
+                self._add_group(members)
+        slot = self.slot
+        for h, partners in self.excluded.items():
+            for m in partners:
+                if slot[m] >= 0:
+                    self._add_conflict(h, slot[m])
+
+    def _add_group(self, members: list[int]) -> None:
+        want = self.want
+        senders = [h for h in members if want[h]]
+        if len(members) > GROUP_PAIRS_LIMIT:
+            self.large_groups.append((senders, set(members)))
+            return
+        for h in senders:
+            for p in members:
+                self._add_conflict(h, p)
+
+    def _add_conflict(self, home: int, partner: int) -> None:
+        # Offsets are in [1, n - 1], so a home never conflicts with itself.
+        d = partner - home
+        if d < 0:
+            d += self.n
+        if d in self.offset_set:
+            self.conflicts.setdefault(d, []).append(home)
+
+    def _failing(self, r: int, o: int) -> set[int]:
+        """The homes active in round ``r`` whose first choice fails at its start."""
+        n, want = self.n, self.want
+        failing = {h for h in self.conflicts.get(o, ()) if want[h] > r}
+        for senders, slots in self.large_groups:
+            failing.update(h for h in senders if want[h] > r and (h + o) % n in slots)
+        for z in self._zeros(r):
+            h = z - o
+            if h < 0:
+                h += n
+            if want[h] > r:
+                failing.add(h)
+        return failing
+
+    # -- room -------------------------------------------------------------------------------
+
+    def _zeros(self, r: int) -> list[int]:
+        """Slots without room at the start of round ``r``."""
+        if self.room is None:
+            if self.most_taken + r < self.cap:
+                return []
+            near = [q for q, t in self.taken.items() if t + r >= self.cap]
+            if r < self.cap and len(near) <= self.n // 64:
+                return [q for q in near if self._room_left(q, r) <= 0]
+            # Too many slots may be full to check one by one: count them all from now on.
+            self.room = self._count_room(r)
+        room = self.room
+        return list(compress(range(self.n), map(not_, room))) if 0 in room else []
+
+    def _count_room(self, r: int) -> list[int]:
+        """Each slot's room at the start of round ``r``."""
+        room = [self.cap] * self.n
+        for r2 in range(r):
+            room = self._minus_first_choices(room, r2)
+        for q, t in self.taken.items():
+            room[q] -= t
+        return room
+
+    def _minus_first_choices(self, room: list[int], r: int) -> list[int]:
+        """``room`` less the first choices taken in round ``r``."""
+        n, o = self.n, self.offsets[r]
+        got = list(map(r.__lt__, self.want))  # by home: active in round r
+        for h in self.failed[r]:
+            got[h] = False
+        # Slot q is the first choice of home q - o.
+        return list(map(sub, room, got[n - o :] + got[: n - o]))
+
+    def _room_left(self, q: int, r: int) -> int:
+        """Room of slot ``q`` in round ``r`` before this round's first choices; exact when
+        it is below 2, else possibly just a lower bound (all the checks need)."""
+        if self.room is not None:
+            return self.room[q]
+        left = self.cap - self.taken.get(q, 0)
+        if left - r >= 2:
+            return left - r  # at most one first choice per earlier round
+        n, want, offsets, failed = self.n, self.want, self.offsets, self.failed
+        for r2 in range(r):
+            h = q - offsets[r2]
+            if h < 0:
+                h += n
+            if want[h] > r2 and h not in failed[r2]:
+                left -= 1
+        return left
+
+    # -- the visited senders ----------------------------------------------------------------
+
+    def _visit(self, r: int, o: int, failing: set[int]) -> None:
+        """Visit the failing senders in the reference's order (which can grow meanwhile)."""
+        n, start = self.n, self.start
+        queue = [((h - start) % n, h) for h in failing]
+        heapq.heapify(queue)
+        while queue:
+            at, h = heapq.heappop(queue)
+            self._send(r, o, h, at, failing, queue)
+
+    def _send(
+        self,
+        r: int,
+        o: int,
+        h: int,
+        at: int,
+        failing: set[int],
+        queue: list[tuple[int, int]],
+    ) -> None:
+        """One send of home ``h`` (visited at position ``at``), exactly as the reference."""
+        n, receivers = self.n, self.receivers
+        r_org, r_kind, r_dom = self.r_org, self.r_kind, self.r_dom
+        me, my_org, my_kind, my_dom = receivers[h], r_org[h], r_kind[h], r_dom[h]
+        ex = self.excluded.get(h)
+        same_org_ok = self.same_org_ok
+
+        def valid(c: int) -> bool:
+            return (
+                self._room_now(c, r, o, at, failing) > 0
+                and (same_org_ok or r_org[c] != my_org)
+                and receivers[c] != me
+                and (ex is None or receivers[c] not in ex)
+            )
+
+        q = h + o
+        if q >= n:
+            q -= n
+        best = -1
+        if valid(q) and (r_kind[q] != my_kind or r_dom[q] != my_dom):
+            best = q
+        else:
+            fallback = -1
+            for t in range(self.tries):
+                c = q + t
+                if c >= n:
+                    c -= n
+                if not valid(c):
+                    continue
+                if r_kind[c] != my_kind or r_dom[c] != my_dom:
+                    best = c
+                    break
+                if fallback < 0:
+                    fallback = c
+            if best < 0:
+                best = fallback
+        regular = best >= 0
+        if best < 0:
+            # Crowded neighbourhood: a few random draws before giving this send up.
+            sent = self._sent_before(h, r)
+            for _ in range(8):
+                c = self.rng.randrange(n)
+                if valid(c) and receivers[c] not in sent:
+                    best = c
+                    break
+        picks = self.picks.setdefault(h, {})
+        if best < 0:
+            picks[r] = -1
+            return
+        j = picks[r] = receivers[best]
+        self._take(best, r, o, at, failing, queue)
+        if not regular:
+            # Random picks may come round again; regular ones cannot (disjoint windows).
+            if ex is None:
+                self.excluded[h] = {j}
+            else:
+                ex.add(j)
+            self._add_conflict(h, best)
+
+    def _room_now(self, c: int, r: int, o: int, at: int, failing: set[int]) -> int:
+        """Room of slot ``c`` for the sender visited at ``at``: less the first choice of its
+        owner (home ``c - o``) when that was visited earlier in this round."""
+        left = self._room_left(c, r)
+        h = c - o
+        if h < 0:
+            h += self.n
+        if self.want[h] > r and h not in failing and (h - self.start) % self.n < at:
+            left -= 1
+        return left
+
+    def _take(
+        self, c: int, r: int, o: int, at: int, failing: set[int], queue: list[tuple[int, int]]
+    ) -> None:
+        """Count a send to slot ``c``; its owner, if still to come, fails when it is full."""
+        if self.room is not None:
+            self.room[c] -= 1
+        else:
+            t = self.taken[c] = self.taken.get(c, 0) + 1
+            self.most_taken = max(self.most_taken, t)
+        n = self.n
+        h = c - o
+        if h < 0:
+            h += n
+        later = (h - self.start) % n
+        if self.want[h] > r and h not in failing and later > at and self._room_left(c, r) <= 0:
+            failing.add(h)
+            heapq.heappush(queue, (later, h))
+
+    def _sent_before(self, h: int, r: int) -> set[int]:
+        """Who home ``h`` sent to in the rounds before ``r``."""
+        n, receivers, picks = self.n, self.receivers, self.picks.get(h, {})
+        sent = set()
+        for r2 in range(r):
+            j = picks.get(r2)
+            if j is None:
+                j = receivers[(h + self.offsets[r2]) % n]
+            if j >= 0:
+                sent.add(j)
+        return sent
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _write(self, result: dict[int, list[int]]) -> None:
+        """Each sender's recipients in round order: its first choices, with the visited
+        rounds' picks in place."""
+        n, receivers, slot, want = self.n, self.receivers, self.slot, self.want
+        # ``home + o - n`` is in [-n, n): a list index that wraps around the circle.
+        shifts = [o - n for o in self.offsets]
+        at = receivers.__getitem__
+        for s in result:
+            h = slot[s]
+            got = list(map(at, map(add, shifts[: want[h]], repeat(h))))
+            own = self.picks.get(h)
+            if own:
+                for r, j in own.items():
+                    got[r] = j
+                if -1 in own.values():
+                    got = [j for j in got if j >= 0]
+            result[s] = got
 
 
 def _interleave_providers(
