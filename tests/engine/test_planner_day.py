@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import date, time, timedelta
 from typing import Any
 
@@ -268,3 +269,37 @@ def test_presets_damp_by_health_and_cap_by_recipients(kit: Any) -> None:
         assert 0 < damped.accounts[account_id].target < p.target
     small = plan_day(accounts[:4], MONDAY, settings=medium, seed=1)
     assert all(p.target == 3 for p in small.accounts.values())
+
+
+def test_planning_pauses_the_garbage_collector_and_restores_its_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+
+    accounts = [
+        mw.EmailAccount(id=f"a{i}", address=f"u{i}@c{i}.example", warmup_started_on=MONDAY)
+        for i in range(4)
+    ]
+    seen: list[bool] = []
+    real = mw.engine._planner.pair_recipient_ids
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mw.engine._planner, "pair_recipient_ids", spy)
+    assert gc.isenabled()
+    plan_day(accounts, MONDAY)
+    assert seen == [False]
+    assert gc.isenabled()
+    # An application that turned the collector off keeps it off.
+    gc.disable()
+    try:
+        plan_day(accounts, MONDAY)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # A failure inside planning still turns it back on.
+    monkeypatch.setattr(mw.engine._planner, "pair_recipient_ids", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        plan_day(accounts, MONDAY)
+    assert gc.isenabled()

@@ -11,7 +11,8 @@ Rules, in order of strength:
    daily sends, at least one more than the mean);
 5. prefer another provider, then another domain.
 
-How (100,000 mailboxes pair in under two seconds, see ``benchmarks/plan_day.py``):
+How (100,000 mailboxes, 2.6 million sends, pair in under two seconds; see
+``benchmarks/plan_day.py``):
 recipients are laid out in a random permutation each day, with providers interleaved. In
 round ``r`` every sender still owed a send tries the slot at its own position plus the round's
 offset, then the next few slots. A shift of a permutation is a bijection, so every recipient is
@@ -32,12 +33,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TypeVar
 
 from mailwarm._models import EmailAccount, PairingSettings
 
-__all__ = ["PairHistory", "PoolIndex", "pair_senders"]
+__all__ = ["PairHistory", "PoolIndex", "pair_recipient_ids", "pair_senders"]
 
 SCAN_LIMIT = 64
+
+L = TypeVar("L")
 
 
 @dataclass(slots=True)
@@ -113,9 +117,33 @@ def pair_senders(
 
     A sender gets fewer recipients than wanted only when the rules leave no valid partner.
     """
-    blocked = blocked or {}
+    return _pair(index, targets, settings, rng, blocked or {}, range(index.size))
+
+
+def pair_recipient_ids(
+    index: PoolIndex,
+    targets: dict[int, int],
+    settings: PairingSettings,
+    rng: random.Random,
+    blocked: dict[int, set[int]] | None = None,
+) -> dict[int, list[str]]:
+    """As :func:`pair_senders`, with each recipient given by its account id (what the planner
+    stores), so no second pass over millions of sends turns indexes into ids."""
+    ids = [a.id for a in index.accounts]
+    return _pair(index, targets, settings, rng, blocked or {}, ids)
+
+
+def _pair(
+    index: PoolIndex,
+    targets: dict[int, int],
+    settings: PairingSettings,
+    rng: random.Random,
+    blocked: dict[int, set[int]],
+    labels: Sequence[L],
+) -> dict[int, list[L]]:
+    """Pair senders with recipients; a recipient ``m`` is recorded as ``labels[m]``."""
     receivers = [i for i, ok in enumerate(index.receives) if ok]
-    result: dict[int, list[int]] = {s: [] for s, wanted in targets.items() if wanted > 0}
+    result: dict[int, list[L]] = {s: [] for s, wanted in targets.items() if wanted > 0}
     if not receivers or not result:
         return result
     n = len(receivers)
@@ -125,10 +153,8 @@ def pair_senders(
     inbound_cap = max(
         math.ceil(total / n * settings.inbound_per_day_factor), math.floor(total / n) + 1
     )
-    if n <= SCAN_LIMIT:
-        _pair_small(index, receivers, targets, result, settings, rng, blocked, inbound_cap)
-    else:
-        _pair_large(index, receivers, targets, result, settings, rng, blocked, inbound_cap)
+    pair = _pair_small if n <= SCAN_LIMIT else _pair_large
+    pair(index, receivers, targets, result, settings, rng, blocked, inbound_cap, labels)
     return result
 
 
@@ -136,11 +162,12 @@ def _pair_small(
     index: PoolIndex,
     receivers: list[int],
     targets: dict[int, int],
-    result: dict[int, list[int]],
+    result: dict[int, list[L]],
     settings: PairingSettings,
     rng: random.Random,
     blocked: dict[int, set[int]],
     inbound_cap: int,
+    labels: Sequence[L],
 ) -> None:
     """Exhaustive search: each round, every sender still owed a send takes the best of all
     valid partners."""
@@ -179,18 +206,19 @@ def _pair_small(
             )
             chosen[s].add(best)
             inbound[best] += 1
-            result[s].append(best)
+            result[s].append(labels[best])
 
 
 def _pair_large(
     index: PoolIndex,
     receivers: list[int],
     targets: dict[int, int],
-    result: dict[int, list[int]],
+    result: dict[int, list[L]],
     settings: PairingSettings,
     rng: random.Random,
     blocked: dict[int, set[int]],
     inbound_cap: int,
+    labels: Sequence[L],
 ) -> None:
     """Shifted permutation: in round ``r`` the sender at slot ``p`` tries slots
     ``p + offsets[r]`` onwards (``tries`` of them), then a few random slots.
@@ -201,16 +229,22 @@ def _pair_large(
     tries in different rounds never coincide, so its regular picks are distinct without a
     per-sender set; only picks from the random draws (and blocked partners) are kept in
     ``excluded`` for the later rounds to check.
+
+    The first try of a round (nearly every send) is the hot path: it reads only per-slot
+    lists and the sender's own record, and never the member index itself. It cannot be the
+    sender's own slot (offsets are in ``[1, n - tries]``, and a sender that does not receive
+    has no slot of its own), so it needs no self check.
     """
     n = len(receivers)
     org, provider, domain = index.org, index.provider, index.domain
-    same_org_ok = settings.allow_same_organisation
     tries = min(n, max(2, settings.candidates))
     rounds = max(targets[s] for s in result)
     offsets, disjoint = _offsets(receivers, provider, rounds, tries, rng)
-    r_org = [org[m] for m in receivers]
+    # With the same organisation allowed, give every slot an organisation no sender has.
+    r_org = [-1] * n if settings.allow_same_organisation else [org[m] for m in receivers]
     r_kind = [provider[m] for m in receivers]
     r_dom = [domain[m] for m in receivers]
+    r_label = [labels[m] for m in receivers]
     room = [inbound_cap] * n  # sends each slot may still receive
     slot = [-1] * index.size
     for p, m in enumerate(receivers):
@@ -221,25 +255,17 @@ def _pair_large(
         # A sender that does not receive gets a random home slot for the day.
         placed.append((p if p >= 0 else rng.randrange(n), s))
     placed.sort()
-    home = [p for p, _ in placed]
-    ids = [s for _, s in placed]
-    want = [targets[s] for s in ids]
-    s_org = [org[s] for s in ids]
-    s_kind = [provider[s] for s in ids]
-    s_dom = [domain[s] for s in ids]
-    sent = [result[s] for s in ids]
-    excluded: list[set[int] | None] = [set(blocked[s]) if blocked.get(s) else None for s in ids]
-    # One record per sender, so the hot loop unpacks a tuple instead of indexing six lists.
-    active = list(zip(range(len(ids)), home, ids, s_org, s_kind, s_dom, sent, want, strict=True))
+    # One record per sender, so the hot loop unpacks a tuple instead of indexing lists:
+    # (home slot, organisation, provider, domain, recipients so far, excluded members, member,
+    # sends wanted). ``excluded`` is a set that stays empty unless history blocks partners
+    # or a pick outside the regular windows has to be remembered.
+    active = [
+        (p, org[s], provider[s], domain[s], result[s], set(blocked.get(s, ())), s, targets[s])
+        for p, s in placed
+    ]
 
-    def valid(k: int, q: int) -> bool:
-        ex = excluded[k]
-        return (
-            room[q] > 0
-            and (same_org_ok or r_org[q] != s_org[k])
-            and receivers[q] != ids[k]
-            and (ex is None or receivers[q] not in ex)
-        )
+    def valid(q: int, my_org: int, me: int, ex: set[int]) -> bool:
+        return room[q] > 0 and r_org[q] != my_org and receivers[q] != me and receivers[q] not in ex
 
     for r in range(rounds):
         if r:
@@ -249,26 +275,20 @@ def _pair_large(
         o = offsets[r]
         # Fairness without a shuffle: each round starts at a random point of the circle.
         cut = rng.randrange(len(active))
-        for k, p, me, my_org, my_kind, my_dom, out, _ in active[cut:] + active[:cut]:
+        for p, my_org, my_kind, my_dom, out, ex, me, _ in active[cut:] + active[:cut]:
             q = p + o
             if q >= n:
                 q -= n
-            j = receivers[q]
-            ex = excluded[k]
             if (
                 room[q]
-                and (same_org_ok or r_org[q] != my_org)
+                and r_org[q] != my_org
                 and (r_kind[q] != my_kind or r_dom[q] != my_dom)
-                and j != me
-                and (ex is None or j not in ex)
+                and (not ex or receivers[q] not in ex)
             ):
                 room[q] -= 1
-                out.append(j)
+                out.append(r_label[q])
                 if not disjoint:
-                    if ex is None:
-                        excluded[k] = {j}
-                    else:
-                        ex.add(j)
+                    ex.add(receivers[q])
                 continue
             best = -1
             fallback = -1
@@ -276,7 +296,7 @@ def _pair_large(
                 c = q + t
                 if c >= n:
                     c -= n
-                if not valid(k, c):
+                if not valid(c, my_org, me, ex):
                     continue
                 if r_kind[c] != my_kind or r_dom[c] != my_dom:
                     best = c
@@ -290,20 +310,15 @@ def _pair_large(
                 # Crowded neighbourhood: a few random draws before giving this send up.
                 for _ in range(8):
                     c = rng.randrange(n)
-                    if valid(k, c) and receivers[c] not in out:
+                    if valid(c, my_org, me, ex) and r_label[c] not in out:
                         best = c
                         break
             if best < 0:
                 continue
-            j = receivers[best]
             room[best] -= 1
-            out.append(j)
+            out.append(r_label[best])
             if not (regular and disjoint):
-                ex = excluded[k]
-                if ex is None:
-                    excluded[k] = {j}
-                else:
-                    ex.add(j)
+                ex.add(receivers[best])
 
 
 def _interleave_providers(

@@ -91,26 +91,44 @@ def send_offsets(
     span = 2.0 * half
     # One pass draws each time in its slice and pushes it at least min_gap past the one
     # before (every time is already at or after start_ts, so the first is never pushed).
-    # Round local times (second zero, or the first minute of a quarter hour) are rare: note
-    # them on the way, then move each within the room its (already moved) neighbours leave.
+    # A round local time (second zero, or the first minute of a quarter hour; about one draw
+    # in twelve) is drawn again once, which keeps the draw uniform over the slice; if that is
+    # round too, or the time was pushed, it moves forwards a little past the round minute
+    # (only forwards, so the spacing before it still holds). What cannot move without leaving the
+    # window is noted and moved later within the room its neighbours leave.
     offset = utc_offset
     quarter, minute = float(_QUARTER), 60.0
     times: list[float] = []
     append = times.append
     round_at: list[int] = []
     earliest = start_ts
+    last_allowed = float(int(end_ts) - 1)
     base = start_ts + slot * 0.5 - half
     for i in range(count):
         t = (base + uniform() * span) // 1.0
         if t < earliest:
             t = earliest
-        append(t)
         m = (t + offset) % quarter
         if m < minute or m % minute == 0.0:
-            round_at.append(i)
+            again = (base + uniform() * span) // 1.0
+            m2 = (again + offset) % quarter
+            if again >= earliest and m2 >= minute and m2 % minute != 0.0:
+                t = again
+            else:
+                # Second zero: 1-59 seconds on. The quarter's first minute: into one of the
+                # next three minutes (so no single minute collects these), seconds never zero.
+                if m < minute:
+                    k = (uniform() * 177.0) // 1.0
+                    moved = t + minute - m + 1.0 + k + (k // 59.0)
+                else:
+                    moved = t + 1.0 + (uniform() * 59.0) // 1.0
+                if moved <= last_allowed:
+                    t = moved
+                else:
+                    round_at.append(i)
+        append(t)
         earliest = t + min_gap
         base += slot
-    last_allowed = float(int(end_ts) - 1)
     if min_gap > 0 and times[-1] > last_allowed:
         # The backward pass pulls the tail back inside the window. count <= duration //
         # min_gap makes both passes always succeed.
