@@ -20,7 +20,7 @@ from mailwarm.engine._provider import (
     OutgoingMessage,
     Provider,
 )
-from mailwarm.engine._store import Conversation, MemoryStore, Store
+from mailwarm.engine._store import Conversation, MemoryStore, SendReservation, Store
 
 __all__ = [
     "HEALTH_FORMULA",
@@ -41,6 +41,7 @@ __all__ = [
     "PlanInput",
     "PoolIndex",
     "Provider",
+    "SendReservation",
     "Store",
     "WarmupEngine",
     "assess",

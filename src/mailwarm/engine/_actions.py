@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mailwarm._errors import DeliveryUnknown, UnsupportedAction
+from mailwarm._errors import DeliveryUnknown, ProviderError, UnsupportedAction
 from mailwarm._models import (
     Activity,
     ActivityAction,
@@ -27,7 +27,7 @@ from mailwarm._models import (
 )
 from mailwarm.content import ContentGenerator, Persona, make_message_id, reply_subject
 from mailwarm.engine._provider import Capability, Located, OutgoingMessage, Provider
-from mailwarm.engine._store import Conversation, Store
+from mailwarm.engine._store import Conversation, SendReservation, Store
 
 __all__ = ["ActionContext", "Outcome", "run_action", "task_id_for"]
 
@@ -119,19 +119,26 @@ async def _own_activity(ctx: ActionContext, task: WarmupTask, action: ActivityAc
 
 
 async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Outcome:
-    if await ctx.store.ledger_get(task.idempotency_key) is not None:
-        return Outcome("already sent")
     sender = ctx.accounts[task.account_id]
     recipient = ctx.accounts[task.peer_id or ""]
     local_day = ctx.now.astimezone(sender.zone).date()
-    if await ctx.store.sends_on(sender.id, local_day) >= sender.daily_cap:
-        return Outcome("daily cap reached")
-    seed = _seed_for(ctx.seed, task.idempotency_key)
-    me, them = Persona.of(sender), Persona.of(recipient)
-    draft = await ctx.content.opening(me, them, ctx.now.astimezone(sender.zone), seed)
     message_id = task.message_id or make_message_id(
         ctx.secret, task.idempotency_key, sender.address, recipient.address
     )
+    key = task.idempotency_key
+    # Reserve first (atomically, with the daily cap), send, record, and confirm last: a
+    # process that dies anywhere in between leaves a reservation that the next run of this
+    # task reconciles instead of sending blindly again.
+    reservation = await ctx.store.reserve_send(
+        key, sender.id, message_id, local_day, sender.daily_cap
+    )
+    if reservation is SendReservation.SENT:
+        return Outcome("already sent")
+    if reservation is SendReservation.CAP_REACHED:
+        return Outcome("daily cap reached")
+    seed = _seed_for(ctx.seed, key)
+    me, them = Persona.of(sender), Persona.of(recipient)
+    draft = await ctx.content.opening(me, them, ctx.now.astimezone(sender.zone), seed)
     message = OutgoingMessage(
         sender=sender.address,
         recipient=recipient.address,
@@ -142,15 +149,14 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
         sender_name=me.name,
         recipient_name=them.name,
     )
-    detail = None
-    try:
-        await ctx.provider(sender.id).send(message)
-    except DeliveryUnknown as exc:
-        # It may have gone out: a resend could duplicate it, so count it as sent and let the
-        # recipient's check find it (or record it missing).
-        detail = f"unconfirmed: {exc}"
-    await ctx.store.ledger_put(task.idempotency_key, message_id)
-    await ctx.store.add_send(sender.id, local_day)
+    detail = await _deliver_once(
+        ctx,
+        key,
+        reservation,
+        recipient.id,
+        message_id,
+        lambda: ctx.provider(sender.id).send(message),
+    )
     conversation = Conversation(
         message_id, draft.thread_key, draft.subject, sender.id, recipient.id, [message_id]
     )
@@ -164,6 +170,7 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
         message_id=message_id,
         peer_id=recipient.id,
         detail=detail,
+        id=task_id_for(f"sent:{key}"),
     )
     due = ctx.now + _delay(rng, ctx.engagement.check_delay_seconds)
     await ctx.store.add_tasks(
@@ -179,7 +186,42 @@ async def _send(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Out
             )
         ]
     )
+    await ctx.store.confirm_send(
+        key, unconfirmed=detail is not None and detail.startswith("unconfirmed")
+    )
     return Outcome(detail)
+
+
+async def _deliver_once(
+    ctx: ActionContext,
+    key: str,
+    reservation: SendReservation,
+    recipient_id: str,
+    message_id: str,
+    send: Callable[[], Awaitable[object]],
+) -> str | None:
+    """Send a reserved message at most once; returns the activity detail (``None`` when the
+    server accepted it).
+
+    An earlier run that reserved it and never confirmed may have sent it (the process died
+    between the server's 250 and our commit): the recipient's mailbox is searched for its
+    Message-ID first, and only a message not found there is sent again. A send that fails
+    before anything went out gives the reservation (and its cap slot) back.
+    """
+    if reservation is SendReservation.IN_DOUBT:
+        found = await ctx.provider(recipient_id).locate([message_id])
+        if message_id in found:
+            return "reconciled: an earlier attempt had delivered it"
+    try:
+        await send()
+    except DeliveryUnknown as exc:
+        # It may have gone out: a resend could duplicate it, so count it as sent and let the
+        # recipient's check find it (or record it missing).
+        return f"unconfirmed: {exc}"
+    except ProviderError:
+        await ctx.store.release_send(key)
+        raise
+    return None
 
 
 async def _locate(ctx: ActionContext, task: WarmupTask) -> Located | None:
@@ -314,8 +356,6 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
     if conversation is None:
         return Outcome("conversation unknown")
     reply_key = f"reply:{task.account_id}:{task.message_id}"
-    if await ctx.store.ledger_get(reply_key) is not None:
-        return Outcome("already replied")
     located = await _locate(ctx, task)
     if located is None:
         return Outcome("original gone")
@@ -347,13 +387,19 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         in_reply_to=parent,
         references=tuple(references),
     )
-    detail = None
-    try:
-        await ctx.provider(me_account.id).reply(located.ref, message)
-    except DeliveryUnknown as exc:
-        detail = f"unconfirmed: {exc}"  # as for sends: never resend blindly
-    await ctx.store.ledger_put(reply_key, message_id)
-    conversation.message_ids.append(message_id)
+    reservation = await ctx.store.reserve_send(reply_key, me_account.id, message_id, None, None)
+    if reservation is SendReservation.SENT:
+        return Outcome("already replied")
+    detail = await _deliver_once(
+        ctx,
+        reply_key,
+        reservation,
+        them_account.id,
+        message_id,
+        lambda: ctx.provider(me_account.id).reply(located.ref, message),
+    )
+    if message_id not in conversation.message_ids:
+        conversation.message_ids.append(message_id)
     await ctx.store.save_conversation(conversation)
     await _activity(
         ctx,
@@ -363,6 +409,7 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
         message_id=message_id,
         peer_id=them_account.id,
         detail=detail,
+        id=task_id_for(f"replied:{reply_key}"),
     )
     due = ctx.now + _delay(rng, ctx.engagement.check_delay_seconds)
     await ctx.store.add_tasks(
@@ -377,6 +424,9 @@ async def _reply(ctx: ActionContext, task: WarmupTask, rng: random.Random) -> Ou
                 turn=task.turn,
             )
         ]
+    )
+    await ctx.store.confirm_send(
+        reply_key, unconfirmed=detail is not None and detail.startswith("unconfirmed")
     )
     return Outcome(detail)
 

@@ -105,6 +105,7 @@ class WarmupEngine:
         self.history = PairHistory()
         self._provider_factory = providers
         self._providers: dict[str, Provider] = {}
+        self._attached = False
         self._account_limits: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(account_concurrency)
         )
@@ -129,6 +130,11 @@ class WarmupEngine:
                 self.accounts[account_id]
             )
         return provider
+
+    async def _attach(self) -> None:
+        if not self._attached:
+            await self.store.attach(list(self.accounts.values()))
+            self._attached = True
 
     async def aclose(self) -> None:
         """Close every provider this engine opened."""
@@ -206,6 +212,7 @@ class WarmupEngine:
     async def plan(self) -> DayPlan | None:
         """Plan the current local day of every active account not planned yet; returns the plan
         (or ``None`` when nothing was due for planning)."""
+        await self._attach()
         now = self.clock.now()
         due: list[EmailAccount] = []
         for account in self.accounts.values():
@@ -434,6 +441,7 @@ class WarmupEngine:
 
     async def run_due(self) -> int:
         """Run every task due now (in batches, concurrently within limits); returns how many ran."""
+        await self._attach()
         ran = 0
         while True:
             batch = await self.store.claim_due(self.clock.now(), self._batch_size)

@@ -12,11 +12,29 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from mailwarm._models import Activity, ActivityAction, TaskStatus, WarmupTask
+from mailwarm._models import Activity, ActivityAction, EmailAccount, TaskStatus, WarmupTask
 
-__all__ = ["Conversation", "MemoryStore", "Store"]
+__all__ = ["Conversation", "MemoryStore", "SendReservation", "Store"]
+
+
+class SendReservation(StrEnum):
+    """What :meth:`Store.reserve_send` found."""
+
+    RESERVED = "reserved"  # the send is yours: send it, then confirm (or release) it
+    SENT = "sent"  # recorded as sent (or possibly sent) before: never send it again
+    IN_DOUBT = "in_doubt"  # reserved earlier and never confirmed: look for it before resending
+    CAP_REACHED = "cap_reached"  # the account's daily cap is used up
+
+
+@dataclass(slots=True)
+class _LedgerEntry:
+    account_id: str
+    message_id: str
+    day: date | None
+    state: str  # reserved | sent | unconfirmed
 
 
 @dataclass(slots=True)
@@ -68,19 +86,30 @@ class Store(Protocol):
         ...
 
     async def ledger_get(self, key: str) -> str | None:
-        """The Message-ID recorded for a send's idempotency key, if it was sent."""
+        """The Message-ID recorded for a send's idempotency key (reserved or sent), if any."""
         ...
 
-    async def ledger_put(self, key: str, message_id: str) -> None:
-        """Record that the send ``key`` went out as ``message_id``."""
+    async def reserve_send(
+        self, key: str, account_id: str, message_id: str, day: date | None, cap: int | None
+    ) -> SendReservation:
+        """Atomically take the send ``key`` (going out as ``message_id``) before sending it.
+
+        A new key is recorded as reserved; when ``day`` and ``cap`` are given it also takes one
+        of the account's ``cap`` sends of that local day, atomically, so concurrent reservations
+        never exceed the cap (:attr:`SendReservation.CAP_REACHED` when none is left).
+        """
+        ...
+
+    async def confirm_send(self, key: str, *, unconfirmed: bool = False) -> None:
+        """Record that a reserved send went out (``unconfirmed``: it may have gone out)."""
+        ...
+
+    async def release_send(self, key: str) -> None:
+        """Give a reservation back (the send certainly did not go out), with its cap slot."""
         ...
 
     async def sends_on(self, account_id: str, day: date) -> int:
-        """New sends (not replies) an account made on its local ``day``."""
-        ...
-
-    async def add_send(self, account_id: str, day: date) -> int:
-        """Count one more send for ``day`` and return the new count."""
+        """New sends (not replies) an account made or reserved on its local ``day``."""
         ...
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -99,6 +128,11 @@ class Store(Protocol):
         """Record that ``day`` is planned for an account."""
         ...
 
+    async def attach(self, accounts: Sequence[EmailAccount]) -> None:
+        """Called by an engine before it first uses the store, with the pool's accounts (a
+        database store registers the ones it does not hold yet)."""
+        ...
+
 
 class MemoryStore:
     """An in-process :class:`Store` (single event loop: claiming is atomic by construction)."""
@@ -110,7 +144,8 @@ class MemoryStore:
         self._seq = itertools.count()
         self._activities: list[Activity] = []
         self._by_account: dict[str, list[Activity]] = defaultdict(list)
-        self._ledger: dict[str, str] = {}
+        self._ledger: dict[str, _LedgerEntry] = {}
+        self._activity_ids: set[str] = set()
         self._sends: dict[tuple[str, date], int] = defaultdict(int)
         self._conversations: dict[str, Conversation] = {}
         self._planned: dict[str, date] = {}
@@ -175,6 +210,9 @@ class MemoryStore:
         return list(self._tasks.values())
 
     async def record(self, activity: Activity) -> None:
+        if activity.id in self._activity_ids:
+            return  # recorded already (a task re-run after a crash): keep the first
+        self._activity_ids.add(activity.id)
         self._activities.append(activity)
         self._by_account[activity.account_id].append(activity)
 
@@ -187,17 +225,37 @@ class MemoryStore:
         return [a for a in items if a.at >= since]
 
     async def ledger_get(self, key: str) -> str | None:
-        return self._ledger.get(key)
+        entry = self._ledger.get(key)
+        return entry.message_id if entry is not None else None
 
-    async def ledger_put(self, key: str, message_id: str) -> None:
-        self._ledger[key] = message_id
+    async def reserve_send(
+        self, key: str, account_id: str, message_id: str, day: date | None, cap: int | None
+    ) -> SendReservation:
+        entry = self._ledger.get(key)
+        if entry is not None:
+            return SendReservation.IN_DOUBT if entry.state == "reserved" else SendReservation.SENT
+        if day is not None and cap is not None:
+            if self._sends[(account_id, day)] >= cap:
+                return SendReservation.CAP_REACHED
+            self._sends[(account_id, day)] += 1
+        self._ledger[key] = _LedgerEntry(account_id, message_id, day, "reserved")
+        return SendReservation.RESERVED
+
+    async def confirm_send(self, key: str, *, unconfirmed: bool = False) -> None:
+        entry = self._ledger.get(key)
+        if entry is not None:
+            entry.state = "unconfirmed" if unconfirmed else "sent"
+
+    async def release_send(self, key: str) -> None:
+        entry = self._ledger.get(key)
+        if entry is None or entry.state != "reserved":
+            return
+        del self._ledger[key]
+        if entry.day is not None and self._sends.get((entry.account_id, entry.day), 0) > 0:
+            self._sends[(entry.account_id, entry.day)] -= 1
 
     async def sends_on(self, account_id: str, day: date) -> int:
         return self._sends.get((account_id, day), 0)
-
-    async def add_send(self, account_id: str, day: date) -> int:
-        self._sends[(account_id, day)] += 1
-        return self._sends[(account_id, day)]
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
@@ -210,6 +268,9 @@ class MemoryStore:
 
     async def set_planned_through(self, account_id: str, day: date) -> None:
         self._planned[account_id] = day
+
+    async def attach(self, accounts: Sequence[EmailAccount]) -> None:
+        return None
 
     def count(self, action: ActivityAction) -> int:
         """How many activities of one kind were recorded (tests and inspection)."""

@@ -1,0 +1,1 @@
+"""Durable storage for mailwarm (extras ``storage`` and ``postgres``)."""

@@ -1,0 +1,54 @@
+"""The engine on a database: the same run as in memory, and a restart picks up where it was."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import mailwarm as mw
+from mailwarm.engine import MemoryStore, Store
+from mailwarm.providers.memory import MemoryNetwork
+from mailwarm.storage._migrate import upgrade
+from mailwarm.storage._store import SqlStore
+
+START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+ACCOUNTS = [
+    mw.EmailAccount(id=f"a{i}", address=f"user{i}@company{i}.example", daily_cap=8)
+    for i in range(5)
+]
+
+
+async def run_days(store: Store, days: float, *, clock: mw.VirtualClock | None = None) -> Any:
+    clock = clock or mw.VirtualClock(START)
+    network = MemoryNetwork(clock)
+    network.add_accounts(ACCOUNTS)
+    async with mw.WarmupEngine(ACCOUNTS, network.provider, clock=clock, seed=3, store=store) as e:
+        await e.run_until(START + timedelta(days=days))
+    return sorted(
+        (a.account_id, a.action.value, a.message_id or "", a.peer_id or "", a.at)
+        for a in await store.activities()
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_run_on_a_database_matches_the_same_run_in_memory(
+    kind: str, sqlite_url: str, new_postgres: Any
+) -> None:
+    expected = await run_days(MemoryStore(), 3)
+    assert sum(1 for _, action, *_ in expected if action == "sent") > 20
+    async with contextlib.AsyncExitStack() as stack:
+        url = sqlite_url if kind == "sqlite" else await stack.enter_async_context(new_postgres())
+        await upgrade(url)
+        store = SqlStore(url)
+        stack.push_async_callback(store.aclose)
+        assert await run_days(store, 3) == expected
+        tasks = await store.all_tasks()
+        assert {t.status for t in tasks} <= {
+            mw.TaskStatus.DONE,
+            mw.TaskStatus.PENDING,
+            mw.TaskStatus.CANCELLED,
+            mw.TaskStatus.FAILED,
+        }
