@@ -38,7 +38,7 @@ from mailwarm.engine import Provider
 from mailwarm.providers import OAuthApp, ProviderContext, create_provider, provider_class
 from mailwarm.strategies import parse_strategy, strategy_from_spec
 
-__all__ = ["PoolAccount", "PoolFile", "load_pool", "parse_pool"]
+__all__ = ["PoolAccount", "PoolFile", "load_pool", "parse_account", "parse_pool"]
 
 # Keys of an [[accounts]] entry that describe the account itself; every other key (except
 # the secret references) is a connection setting of its provider.
@@ -104,6 +104,8 @@ def _where(source: str, index: int | None, address: str | None) -> str:
     if index is None:
         return source
     who = f" ({address})" if address else ""
+    if index < 0:  # a single entry, not one of a file's [[accounts]]
+        return f"{source}{who}"
     return f"{source}: accounts[{index}]{who}"
 
 
@@ -252,6 +254,19 @@ def _account(
         **{k: SecretStr(v) for k, v in secrets.items()},
     )
     return PoolAccount(account, credentials, connection)
+
+
+def parse_account(
+    entry: Mapping[str, Any],
+    *,
+    source: str = "<account>",
+    base: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PoolAccount:
+    """One ``[[accounts]]`` entry (the same keys, checked the same way), e.g. built from the
+    flags of ``mailwarm accounts add``."""
+    environ = os.environ if environ is None else environ
+    return _account(-1, dict(entry), {}, environ, base or Path.cwd(), source)
 
 
 def parse_pool(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time as wall
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -16,9 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mailwarm._clock import Clock, SystemClock, VirtualClock
-from mailwarm._models import ActivityAction, Placement, TaskKind
-from mailwarm.engine import CheckReport, WarmupEngine
+from mailwarm._errors import ConfigurationError
+from mailwarm._models import ActivityAction, EmailAccount, Placement, PoolSettings, TaskKind
+from mailwarm.engine import CheckReport, Provider, Store, WarmupEngine
 from mailwarm.poolfile import PoolFile, load_pool
+from mailwarm.providers import create_provider
 
 __all__ = ["check", "run"]
 
@@ -99,15 +103,69 @@ async def _view(engine: WarmupEngine, day_start: datetime) -> Table:
     return table
 
 
-async def _run(pool: PoolFile, days: int | None, warp: bool, seed: int, console: Console) -> int:
+@dataclass
+class _Pool:
+    """What ``run`` runs: accounts, how to build their providers, settings and the store."""
+
+    accounts: list[EmailAccount]
+    factory: Callable[[Clock], Callable[[EmailAccount], Provider]]
+    settings: PoolSettings
+    store: Store | None = None
+
+
+def _from_file(pool: PoolFile) -> _Pool:
+    return _Pool(
+        [entry.account for entry in pool.accounts],
+        lambda clock: pool.provider_factory(pool.context(clock=clock)),
+        pool.settings,
+    )
+
+
+async def _from_database(database: str | None, pool_name: str) -> tuple[_Pool, Any]:
+    from mailwarm.cli._db_commands import open_accounts
+    from mailwarm.providers import ProviderContext
+    from mailwarm.storage import SqlStore
+
+    accounts = await asyncio.to_thread(open_accounts, database, actor="mailwarm run")
+    records = await accounts.list(pool_name)
+    if len(records) < 2:
+        await accounts.aclose()
+        raise ConfigurationError(
+            f"pool {pool_name!r} in the database has {len(records)} account(s); warmup needs at "
+            "least two: `mailwarm accounts add --pool ...` more"
+        )
+    settings = await accounts.pool_settings(pool_name)
+    creds = {r.account.id: await accounts.credentials(r.account.id) for r in records}
+    connections = {r.account.id: r.connection for r in records}
+
+    def factory(clock: Clock) -> Callable[[EmailAccount], Provider]:
+        context = ProviderContext(clock=clock, on_credentials=accounts.save_credentials)
+
+        def build(account: EmailAccount) -> Provider:
+            return create_provider(
+                account, creds[account.id], connections[account.id], context=context
+            )
+
+        return build
+
+    return _Pool(
+        [r.account for r in records], factory, settings, SqlStore(accounts.engine)
+    ), accounts
+
+
+async def _run(pool: _Pool, days: int | None, warp: bool, seed: int, console: Console) -> int:
     start = datetime.now(UTC)
     clock: Clock = VirtualClock(start) if warp else SystemClock()
-    context = pool.context(clock=clock)
-    accounts = [entry.account for entry in pool.accounts]
+    accounts = pool.accounts
     # Forever, in practice, when no --days is given: Ctrl-C stops it.
     until = start + (timedelta(days=days) if days is not None else timedelta(days=36500))
     async with WarmupEngine(
-        accounts, pool.provider_factory(context), settings=pool.settings, clock=clock, seed=seed
+        accounts,
+        pool.factory(clock),
+        settings=pool.settings,
+        clock=clock,
+        seed=seed,
+        store=pool.store,
     ) as engine:
         last = 0.0
         with Live(console=console, auto_refresh=False, transient=False) as live:
@@ -143,7 +201,12 @@ async def _run(pool: PoolFile, days: int | None, warp: bool, seed: int, console:
 
 
 def run(
-    pool_file: PoolArg,
+    pool_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The pool file (TOML); or give --database instead.", show_default=False
+        ),
+    ] = None,
     days: Annotated[
         int | None,
         typer.Option(
@@ -158,16 +221,44 @@ def run(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed for the planner's randomness.")] = 0,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Run the pool stored in this database (URL; `default` means "
+            "MAILWARM_DATABASE_URL or the SQLite file in your data directory), keeping all "
+            "state there, instead of a pool file.",
+            show_default=False,
+        ),
+    ] = None,
+    pool_name: Annotated[
+        str, typer.Option("--pool", help="With --database: which stored pool to run.")
+    ] = "default",
 ) -> None:
-    """Run warmup on the pool's real mailboxes, with a live view of today's plan and progress."""
+    """Run warmup on real mailboxes (a pool file, or a pool stored with --database), with a
+    live view of today's plan and progress."""
     if warp and days is None:
         raise typer.BadParameter(
             "--warp needs --days (how much schedule to run)", param_hint="--warp"
         )
-    pool = load_pool(pool_file)
+    if (pool_file is None) == (database is None):
+        raise typer.BadParameter(
+            "give a pool file or --database (one of them)", param_hint="POOL_FILE / --database"
+        )
     console = Console()
+
+    async def go() -> int:
+        if pool_file is not None:
+            return await _run(_from_file(load_pool(pool_file)), days, warp, seed, console)
+        url = None if database == "default" else database
+        pool, accounts = await _from_database(url, pool_name)
+        try:
+            return await _run(pool, days, warp, seed, console)
+        finally:
+            await accounts.aclose()
+
     try:
-        failed = asyncio.run(_run(pool, days, warp, seed, console))
+        failed = asyncio.run(go())
     except KeyboardInterrupt:
         console.print("Stopped.")
         return

@@ -1,1 +1,51 @@
-"""Durable storage for mailwarm (extras ``storage`` and ``postgres``)."""
+"""Durable storage for mailwarm (extras ``storage`` and ``postgres``).
+
+:class:`SqlStore` is the engine's store on SQLite (the embedded default) or PostgreSQL;
+:class:`Accounts` keeps mailboxes with their credentials encrypted at rest; migrations ship
+with the package (:func:`upgrade`, or ``mailwarm db upgrade``).
+"""
+
+from __future__ import annotations
+
+from mailwarm.storage._accounts import AccountRecord, Accounts, ReencryptReport
+from mailwarm.storage._crypto import (
+    DecryptionError,
+    Encryptor,
+    Keyring,
+    MasterKey,
+    MissingMasterKey,
+    SecretContext,
+    add_current_key,
+    generate_master_key,
+)
+from mailwarm.storage._database import (
+    DATABASE_URL_ENV,
+    create_engine,
+    default_database_url,
+    display_url,
+)
+from mailwarm.storage._migrate import current_revision, downgrade, head_revision, upgrade
+from mailwarm.storage._store import SqlStore
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "AccountRecord",
+    "Accounts",
+    "DecryptionError",
+    "Encryptor",
+    "Keyring",
+    "MasterKey",
+    "MissingMasterKey",
+    "ReencryptReport",
+    "SecretContext",
+    "SqlStore",
+    "add_current_key",
+    "create_engine",
+    "current_revision",
+    "default_database_url",
+    "display_url",
+    "downgrade",
+    "generate_master_key",
+    "head_revision",
+    "upgrade",
+]

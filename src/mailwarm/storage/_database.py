@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailwarm._errors import ConfigurationError
 
-__all__ = ["DATABASE_URL_ENV", "create_engine", "default_database_url", "normalise_url"]
+__all__ = [
+    "DATABASE_URL_ENV",
+    "create_engine",
+    "default_database_url",
+    "display_url",
+    "normalise_url",
+]
 
 DATABASE_URL_ENV = "MAILWARM_DATABASE_URL"
 
@@ -56,6 +62,15 @@ def normalise_url(url: str | URL) -> URL:
     raise ConfigurationError(
         f"unsupported database {backend!r}: mailwarm stores its state in SQLite or PostgreSQL"
     )
+
+
+def display_url(url: str | URL) -> str:
+    """A database URL fit for messages and logs: the password masked."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unreadable database URL>"
+    return parsed.render_as_string(hide_password=True)
 
 
 def create_engine(url: str | URL, **options: Any) -> AsyncEngine:
