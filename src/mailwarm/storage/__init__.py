@@ -16,7 +16,9 @@ from mailwarm.storage._crypto import (
     MissingMasterKey,
     SecretContext,
     add_current_key,
+    format_key,
     generate_master_key,
+    parse_key,
 )
 from mailwarm.storage._database import (
     DATABASE_URL_ENV,
@@ -45,7 +47,9 @@ __all__ = [
     "default_database_url",
     "display_url",
     "downgrade",
+    "format_key",
     "generate_master_key",
     "head_revision",
+    "parse_key",
     "upgrade",
 ]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-from contextlib import redirect_stdout
 
 from alembic import command
 from alembic.config import Config
@@ -54,11 +52,3 @@ async def current_revision(url: str | URL) -> str | None:
             )
     finally:
         await engine.dispose()
-
-
-def sql_script(url: str | URL, revision: str = "head") -> str:
-    """The SQL that ``upgrade`` would run, for review by a DBA (offline mode)."""
-    out = io.StringIO()
-    with redirect_stdout(out):
-        command.upgrade(_config(url), revision, sql=True)
-    return out.getvalue()
