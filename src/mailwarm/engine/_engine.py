@@ -261,7 +261,6 @@ class WarmupEngine:
         tasks: list[WarmupTask] = []
         for account in due:
             account_plan = plan.accounts.get(account.id)
-            await self.store.set_planned_through(account.id, self._local_day(account, now))
             if account_plan is None:
                 continue
             for n, (when, recipient_id) in enumerate(account_plan.sends):
@@ -283,7 +282,11 @@ class WarmupEngine:
                     )
                 )
                 self.history.add(account.id, recipient_id, account_plan.day)
+        # Tasks first, then the marks: a process that dies in between plans the day again on
+        # restart (the sends' idempotency keys keep what was stored), instead of losing it.
         await self.store.add_tasks(tasks)
+        for account in due:
+            await self.store.set_planned_through(account.id, self._local_day(account, now))
         return plan
 
     def next_plan_at(self) -> datetime:
