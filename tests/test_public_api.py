@@ -12,6 +12,7 @@ import mailwarm
 def test_exported_members() -> None:
     assert sorted(mailwarm.__all__) == sorted(
         [
+            "AccountMisconfigured",
             "AccountStatus",
             "Activity",
             "ActivityAction",

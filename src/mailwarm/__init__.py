@@ -9,6 +9,7 @@ import logging
 
 from mailwarm._clock import Clock, SystemClock, VirtualClock
 from mailwarm._errors import (
+    AccountMisconfigured,
     AuthExpired,
     ConfigurationError,
     DeliveryUnknown,
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 logging.getLogger("mailwarm").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AccountMisconfigured",
     "AccountStatus",
     "Activity",
     "ActivityAction",

@@ -9,6 +9,7 @@
     - ``QuotaExhausted``: a daily or per-period quota is used up; wait for the next period.
     - ``TransientProviderError``: a passing fault (network, 5xx); retry with backoff.
     - ``PermanentProviderError``: will fail again the same way (bad recipient, 4xx).
+      - ``AccountMisconfigured``: the account's setup is wrong; it stops until fixed.
     - ``UnsupportedAction``: the provider cannot do this action at all.
     - ``DeliveryUnknown``: a send may or may not have gone out; never resend it blindly.
 
@@ -18,6 +19,7 @@ Messages never contain secrets: providers build them from ids and status codes o
 from __future__ import annotations
 
 __all__ = [
+    "AccountMisconfigured",
     "AuthExpired",
     "ConfigurationError",
     "DeliveryUnknown",
@@ -105,6 +107,12 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """The same call would fail again (unknown recipient, malformed request)."""
+
+
+class AccountMisconfigured(PermanentProviderError):
+    """The account's setup is wrong in a way no retry fixes (an OAuth client rejected, the API
+    disabled in its project, an administrator's policy blocking the app): the engine stops the
+    account until an operator fixes it, instead of failing every task the same way."""
 
 
 class UnsupportedAction(ProviderError):

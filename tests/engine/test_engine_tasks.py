@@ -181,6 +181,28 @@ async def test_auth_expired_on_the_receiving_side(pool: Any, kit: Any) -> None:
     assert pool.engine.accounts[a.id].status is mw.AccountStatus.ACTIVE
 
 
+async def test_a_misconfigured_account_stops_instead_of_bouncing(pool: Any, kit: Any) -> None:
+    a, b, c = pool.accounts[:3]
+    error = mw.AccountMisconfigured("enable the Gmail API in the OAuth client's project")
+    pool.network.fail_next(a.address, "send", error)
+    now = pool.clock.now()
+    first, later = await added(
+        pool, kit.send_task(a, b, now), kit.send_task(a, c, now + timedelta(hours=1))
+    )
+    await pool.engine.run_due()
+    account = pool.engine.accounts[a.id]
+    assert account.status is mw.AccountStatus.ERROR
+    assert account.status_reason is not None
+    assert "enable the Gmail API" in account.status_reason
+    assert [x.action for x in await pool.store.activities(a.id)] == [A.FAILED, A.PAUSED]
+    assert (await pool.engine.health(a.id)).inputs["bounced"] == 0  # not the recipient's fault
+    assert (await fresh(pool, first)).status is TS.FAILED
+    await pool.advance(3600)
+    assert (await fresh(pool, later)).status is TS.CANCELLED
+    # Its reservation was given back: the day's cap still has every slot.
+    assert await pool.store.sends_on(a.id, now.astimezone(a.zone).date()) == 0
+
+
 async def test_permanent_error_on_send_bounces(pool: Any, kit: Any) -> None:
     a, b = pool.accounts[:2]
     pool.network.fail_next(a.address, "send", mw.PermanentProviderError("554 rejected"))

@@ -15,6 +15,7 @@ from typing import Self
 
 from mailwarm._clock import Clock, SystemClock
 from mailwarm._errors import (
+    AccountMisconfigured,
     AuthExpired,
     ConfigurationError,
     PermanentProviderError,
@@ -412,6 +413,14 @@ class WarmupEngine:
                 )
             else:
                 await self._retry(task, now + timedelta(hours=1), f"quota exhausted: {exc}")
+            return
+        except AccountMisconfigured as exc:
+            # Every task of the account would fail the same way: stop it, say what to fix.
+            await self._finish(task, TaskStatus.FAILED, str(exc))
+            await self._log(task, ActivityAction.FAILED, now, str(exc), about_message=False)
+            await self.pause(
+                account.id, f"fix the account's setup: {exc}", status=AccountStatus.ERROR
+            )
             return
         except PermanentProviderError as exc:
             await self._finish(task, TaskStatus.FAILED, str(exc))

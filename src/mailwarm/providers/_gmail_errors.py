@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from mailwarm._errors import (
+    AccountMisconfigured,
     AuthExpired,
     PermanentProviderError,
     ProviderError,
@@ -135,13 +136,13 @@ def gmail_error(
             **where,
         )
     if status == 403 and "domainPolicy" in reasons:
-        return PermanentProviderError(
+        return AccountMisconfigured(
             f"{what}; the Google Workspace administrator does not allow this app to use the "
             "Gmail API for the domain",
             **where,
         )
     if status == 403 and reasons & {"accessNotConfigured", "SERVICE_DISABLED"}:
-        return PermanentProviderError(
+        return AccountMisconfigured(
             f"{what}; enable the Gmail API in the OAuth client's Google Cloud project", **where
         )
     if method == "history.list" and status == 404:

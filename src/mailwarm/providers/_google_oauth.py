@@ -19,7 +19,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from mailwarm._errors import AuthExpired, PermanentProviderError, TransientProviderError
+from mailwarm._errors import (
+    AccountMisconfigured,
+    AuthExpired,
+    TransientProviderError,
+)
 from mailwarm._models import Credentials
 from mailwarm.providers._context import OAuthApp, ProviderContext
 
@@ -184,7 +188,7 @@ class GoogleTokens:
                 "expired; reconnect the account to grant access again"
             )
         if error in ("invalid_client", "unauthorized_client"):
-            return PermanentProviderError(
+            return AccountMisconfigured(
                 f"Google rejected the OAuth client {self.app.client_id if self.app else ''!r} "
                 f'({detail}): check the client id and secret of the "google" OAuth app',
                 provider=self.provider,
