@@ -88,10 +88,10 @@ users = Table(
     Column("tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(255)),
-    Column("role", String(16), nullable=False, default="member"),
+    Column("role", String(16), nullable=False, default="viewer"),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False, default=_now),
-    CheckConstraint("role IN ('owner', 'admin', 'member', 'viewer')", name="role"),
+    CheckConstraint("role IN ('owner', 'admin', 'manager', 'viewer')", name="role"),
 )
 
 email_accounts = Table(
@@ -153,10 +153,24 @@ refresh_tokens = Table(
     Column("user_id", String(ID), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 hex, never the token
     Column("family", String(ID), nullable=False),  # rotation chain: reuse revokes the family
+    Column("family_started_at", UTCDateTime(), nullable=False),  # the login: absolute lifetime
     Column("issued_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
     Index(None, "user_id"),
+    Index(None, "family"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # A replayed mutating request (same user, same Idempotency-Key) gets the first response.
+    Column("user_id", String(ID), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # method, path and body: a reuse with
+    Column("status_code", Integer),  # another request is refused
+    Column("response", JSON),
+    Column("created_at", UTCDateTime(), nullable=False, default=_now),
 )
 
 tasks = Table(

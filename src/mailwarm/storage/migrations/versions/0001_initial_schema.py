@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-12-06 21:44:52.454332
+Create Date: 2026-12-06 22:03:09.775997
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def upgrade() -> None:
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "role IN ('owner', 'admin', 'member', 'viewer')", name=op.f("ck_users_role")
+            "role IN ('owner', 'admin', 'manager', 'viewer')", name=op.f("ck_users_role")
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
@@ -180,11 +180,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_email_accounts_pool"), ["pool"], unique=False)
 
     op.create_table(
+        "idempotency_keys",
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_idempotency_keys_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_table(
         "refresh_tokens",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("family", sa.String(length=64), nullable=False),
+        sa.Column("family_started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
@@ -198,6 +215,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refresh_tokens_family"), ["family"], unique=False)
         batch_op.create_index(batch_op.f("ix_refresh_tokens_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -315,8 +333,10 @@ def downgrade() -> None:
     op.drop_table("activities")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_user_id"))
+        batch_op.drop_index(batch_op.f("ix_refresh_tokens_family"))
 
     op.drop_table("refresh_tokens")
+    op.drop_table("idempotency_keys")
     with op.batch_alter_table("email_accounts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_email_accounts_pool"))
 

@@ -1,0 +1,17 @@
+"""The API's routers, one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from mailwarm.server.routes.accounts import router as accounts
+from mailwarm.server.routes.activities import router as activities
+from mailwarm.server.routes.auth import router as auth
+from mailwarm.server.routes.settings import router as settings
+from mailwarm.server.routes.system import router as system
+from mailwarm.server.routes.tasks import router as tasks
+from mailwarm.server.routes.users import router as users
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: list[APIRouter] = [system, auth, users, accounts, tasks, activities, settings]

@@ -1,0 +1,9 @@
+"""The ``tasks`` routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["tasks"])
