@@ -14,6 +14,7 @@ from rich.table import Table
 from mailwarm._errors import ConfigurationError
 from mailwarm.cli._db_commands import accounts_app, db_app, keys_app
 from mailwarm.cli._pool_commands import check, run
+from mailwarm.cli._serve_command import serve
 from mailwarm.lab import SimulationConfig, StrategyResult, compare, plot_results
 from mailwarm.strategies import parse_strategy
 
@@ -35,6 +36,7 @@ def _root() -> None:
 
 app.command()(check)
 app.command()(run)
+app.command()(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")

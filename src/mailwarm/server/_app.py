@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from mailwarm import __version__
 from mailwarm.server._deps import Services
+from mailwarm.server._metrics import Metrics, install_metrics
 from mailwarm.server._problems import install_problem_handlers
 from mailwarm.server._settings import ServerSettings, load_settings
 from mailwarm.storage import create_engine, default_database_url
@@ -54,7 +55,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         "Authenticate with POST /api/v1/auth/login, then send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings, engine, {})
+    metrics = Metrics()
+    app.state.services = Services(settings, engine, {"metrics": metrics})
     install_problem_handlers(app)
+    install_metrics(app, metrics)
     app.include_router(api_router(), prefix=API_PREFIX)
     return app

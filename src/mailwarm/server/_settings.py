@@ -39,6 +39,7 @@ class ServerSettings(BaseSettings):
     max_page_size: int = Field(default=200, ge=1, le=1000)
     allow_private_hosts: bool = False  # user-supplied mail hosts may not be private addresses
     trusted_proxies: list[str] = Field(default_factory=list)  # for X-Forwarded-For
+    metrics_token: SecretStr | None = None  # a Prometheus scraper's bearer token for /metrics
     run_scheduler: bool = True  # run warmup in this process (embedded default)
     demo: bool = False  # a demo pool on the in-memory mail network
 
