@@ -2,25 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailwarm import __version__
 from mailwarm.server._deps import Services
 from mailwarm.server._metrics import Metrics, install_metrics
 from mailwarm.server._problems import install_problem_handlers
 from mailwarm.server._settings import ServerSettings, load_settings
-from mailwarm.storage import create_engine, default_database_url
+from mailwarm.storage import Keyring, create_engine, default_database_url
 
 __all__ = ["API_PREFIX", "api_router", "create_app"]
 
 API_PREFIX = "/api/v1"
 
+log = logging.getLogger("mailwarm.server")
+
+
+def keyring(services: Services) -> Keyring:
+    """The master keys (from the environment, once), cached on the app."""
+    found = services.extras.get("keyring")
+    if found is None:
+        found = services.extras["keyring"] = Keyring.from_env()
+    assert isinstance(found, Keyring)
+    return found
+
+
+async def _run_scheduler(app: FastAPI, settings: ServerSettings, engine: AsyncEngine) -> None:
+    """The embedded default's scheduler (and the demo pool), inside the server process."""
+    from mailwarm._clock import Clock, SystemClock, VirtualClock
+    from mailwarm.providers.memory import MemoryNetwork
+    from mailwarm.server._scheduler import Scheduler, create_demo
+
+    services: Services = app.state.services
+    clock: Clock = SystemClock()
+    network = None
+    speed = 1.0
+    if settings.demo:
+        clock = VirtualClock(datetime.now(UTC))
+        network = MemoryNetwork(clock)
+        speed = settings.demo_speed
+        password = await create_demo(engine, keyring(services), network)
+        if password is not None:
+            # Shown once, on the operator's console: the demo owner's sign-in.
+            print(f"demo organisation ready: sign in as owner@demo.example / {password}")
+    scheduler = Scheduler(
+        engine,
+        lambda: keyring(services),
+        allow_private_hosts=settings.allow_private_hosts,
+        tick=settings.scheduler_tick_seconds,
+        speed=speed,
+        network=network,
+        clock=clock,
+    )
+    services.extras["scheduler"] = scheduler
+    await scheduler.run_forever()
+
 
 def api_router() -> APIRouter:
-    """Every ``/api/v1`` route, for a host app to mount (``app.include_router``)."""
+    """Every ``/api/v1`` route. They need the services :func:`create_app` puts on
+    ``app.state.services``: a host application mounts the whole app instead
+    (``host.mount("/warmup", create_app())``)."""
     from mailwarm.server.routes import ROUTERS
 
     router = APIRouter()
@@ -43,9 +92,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = None
         try:
+            if settings.run_scheduler or settings.demo:
+                background = asyncio.create_task(_run_scheduler(app, settings, engine))
             yield
         finally:
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await engine.dispose()
 
     app = FastAPI(

@@ -41,7 +41,9 @@ class ServerSettings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)  # for X-Forwarded-For
     metrics_token: SecretStr | None = None  # a Prometheus scraper's bearer token for /metrics
     run_scheduler: bool = True  # run warmup in this process (embedded default)
+    scheduler_tick_seconds: float = Field(default=15.0, gt=0, le=3600)
     demo: bool = False  # a demo pool on the in-memory mail network
+    demo_speed: float = Field(default=120.0, ge=1, le=10_000)  # demo time runs this much faster
 
     @field_validator("jwt_secret")
     @classmethod
