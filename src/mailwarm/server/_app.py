@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailwarm import __version__
 from mailwarm.server._deps import Services
 from mailwarm.server._metrics import Metrics, install_metrics
-from mailwarm.server._problems import install_problem_handlers
+from mailwarm.server._problems import ERROR_RESPONSES, install_problem_handlers
 from mailwarm.server._settings import ServerSettings, load_settings
 from mailwarm.storage import Keyring, create_engine, default_database_url
 
@@ -74,7 +74,7 @@ def api_router() -> APIRouter:
 
     router = APIRouter()
     for sub in ROUTERS:
-        router.include_router(sub)
+        router.include_router(sub, responses=ERROR_RESPONSES)
     return router
 
 

@@ -8,13 +8,53 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailwarm._errors import ConfigurationError, MailwarmError
 
-__all__ = ["Problem", "install_problem_handlers", "problem"]
+__all__ = ["ERROR_RESPONSES", "Problem", "ProblemDocument", "install_problem_handlers", "problem"]
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    """One invalid input: where it is and what is wrong."""
+
+    field: str
+    message: str
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem details document: every error answer has this shape."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def _described(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": ProblemDocument,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+    }
+
+
+# Documented on every route, so clients (and schemathesis) know every answer's shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _described("The request cannot be read."),
+    401: _described("Not signed in, or the access token is invalid or expired."),
+    403: _described("Signed in, but the role does not allow this."),
+    404: _described("No such object in your organisation."),
+    409: _described("Conflicts with the current state (a duplicate, an Idempotency-Key reused)."),
+    422: _described("Invalid input: `errors` names each field at fault."),
+    429: _described("Too many requests: retry after the `Retry-After` seconds."),
+    502: _described("A mail provider failed."),
+    503: _described("The database does not answer."),
+}
 
 
 class Problem(Exception):
