@@ -15,6 +15,7 @@ from mailwarm._errors import ConfigurationError
 from mailwarm.cli._db_commands import accounts_app, db_app, keys_app
 from mailwarm.cli._pool_commands import check, run
 from mailwarm.cli._serve_command import serve
+from mailwarm.cli._users_command import users_app
 from mailwarm.lab import SimulationConfig, StrategyResult, compare, plot_results
 from mailwarm.strategies import parse_strategy
 
@@ -40,6 +41,7 @@ app.command()(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(users_app, name="users")
 
 
 def _table(results: list[StrategyResult], days: int) -> Table:

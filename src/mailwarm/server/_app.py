@@ -16,6 +16,7 @@ from mailwarm import __version__
 from mailwarm.server._deps import Services
 from mailwarm.server._metrics import Metrics, install_metrics
 from mailwarm.server._problems import ERROR_RESPONSES, install_problem_handlers
+from mailwarm.server._sessions import install_principal_check
 from mailwarm.server._settings import ServerSettings, load_settings
 from mailwarm.storage import Keyring, create_engine, default_database_url
 
@@ -112,7 +113,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     metrics = Metrics()
-    app.state.services = Services(settings, engine, {"metrics": metrics})
+    extras: dict[str, object] = {"metrics": metrics}
+    install_principal_check(extras, engine)
+    app.state.services = Services(settings, engine, extras)
     install_problem_handlers(app)
     install_metrics(app, metrics)
     app.include_router(api_router(), prefix=API_PREFIX)

@@ -15,7 +15,7 @@ import base64
 import binascii
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -60,20 +60,25 @@ DEFAULT_TENANT = "default"
 
 # The prefix of a rollup row that counts an activity for its peer (see the module docstring).
 MIRROR = "in:"
-# Actions counted for the account that recorded them, and for its peer.
+# Actions whose figures count for the account that recorded them ...
 _OWN = (
     ActivityAction.SENT.value,
     ActivityAction.DELIVERED.value,
     ActivityAction.BOUNCED.value,
     ActivityAction.AUTH_FAILED.value,
 )
+# ... and for its peer: the recipient of a delivered message, the sender of a rescued or
+# replied-to one.
 _MIRRORED = (
     ActivityAction.DELIVERED.value,
     ActivityAction.REPLIED.value,
     ActivityAction.RESCUED_FROM_SPAM.value,
 )
-_LOCATED_ELSEWHERE = frozenset({Placement.SPAM.value, Placement.MISSING.value, ""})
 _CURSOR_VERSION = "a1"
+_BAD_CURSOR = (
+    "{!r} is not a cursor of activity_page: pass the next_cursor of the previous page "
+    "unchanged, or None for the first page"
+)
 
 Grouping = Literal["day", "provider", "account"]
 
@@ -172,14 +177,14 @@ class RetentionReport:
     cutoff: datetime
     moved: int
     batches: int
-    rollup_rows: int = field(default=0)
 
 
 def utc_day(column: Any, dialect: str) -> ColumnElement[date]:
     """The UTC calendar day of a :class:`~mailwarm.storage._schema.UTCDateTime` column.
 
-    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text (``YYYY-MM-DD HH:MM:SS``),
-    whose first ten characters are the day in the format SQLite's ``Date`` columns use.
+    PostgreSQL stores ``timestamptz`` (its day depends on the session's time zone unless
+    converted); SQLite stores naive UTC text (``YYYY-MM-DD HH:MM:SS``), whose ``date()`` is the
+    day in the text format of SQLite's ``Date`` columns.
     """
     if dialect == "postgresql":
         return cast(func.timezone("UTC", column), Date)
@@ -200,15 +205,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         version, at_text, activity_id = raw.split("|", 2)
         at = datetime.fromisoformat(at_text)
     except (ValueError, UnicodeError, binascii.Error) as exc:
-        raise InvalidCursor(
-            f"{cursor[:40]!r} is not a cursor of activity_page: pass the next_cursor of the "
-            "previous page unchanged, or None for the first page"
-        ) from exc
+        raise InvalidCursor(_BAD_CURSOR.format(cursor[:40])) from exc
     if version != _CURSOR_VERSION or at.tzinfo is None or not activity_id:
-        raise InvalidCursor(
-            f"{cursor[:40]!r} is not a cursor of activity_page: pass the next_cursor of the "
-            "previous page unchanged, or None for the first page"
-        )
+        raise InvalidCursor(_BAD_CURSOR.format(cursor[:40]))
     return at.astimezone(UTC), activity_id
 
 
@@ -377,6 +376,7 @@ class Analytics:
         days ending with ``today`` (default: the current UTC day)."""
         today = today or datetime.now(UTC).date()
         start = today - timedelta(days=self.policy.window_days - 1)
+        _check_period(start, today)
         async with self.engine.connect() as conn:
             chosen = await self._select(conn, account_id, pool)
             ids = sorted((await conn.execute(chosen.ids)).scalars())
@@ -396,6 +396,7 @@ class Analytics:
         today = today or datetime.now(UTC).date()
         start = today - timedelta(days=days - 1)
         health_start = today - timedelta(days=self.policy.window_days - 1)
+        _check_period(start, today)
         async with self.engine.connect() as conn:
             chosen = await self._select(conn, account_id, None)
             status = await conn.scalar(
@@ -499,8 +500,6 @@ class Analytics:
         )
         grouped: dict[Any, Counter[tuple[str, str]]] = defaultdict(Counter)
         for key, mirror, action, place, n in await conn.execute(union_all(own, mirrored, rolled)):
-            if grouping == "day" and isinstance(key, str):  # SQLite's date() is text
-                key = date.fromisoformat(key)
             name = MIRROR + action if mirror else action
             grouped[key][(name, place or "")] += int(n)
         return grouped
@@ -591,23 +590,23 @@ class Analytics:
         if self._dialect == "postgresql":
             # Two runs at once split the work instead of waiting for each other's rows.
             chosen = chosen.with_for_update(of=activities, skip_locked=True)
-        moved = batches = rollup_rows = 0
+        moved = batches = 0
         while True:
             async with self.engine.begin() as conn:
                 ids = list((await conn.execute(chosen)).scalars())
                 if not ids:
                     break
                 for statement in self._rollup_statements(ids):
-                    result = await conn.execute(statement)
-                    rollup_rows += max(result.rowcount, 0)
+                    await conn.execute(statement)
                 await conn.execute(delete(activities).where(a.id.in_(ids)))
             moved += len(ids)
             batches += 1
-        return RetentionReport(cutoff, moved, batches, rollup_rows)
+        return RetentionReport(cutoff, moved, batches)
 
     def _rollup_statements(self, ids: Sequence[str]) -> list[Any]:
-        """Upserts adding the activities ``ids`` to the rollups: as their account's (own) and
-        as their peer's (``in:`` mirror) rows, the partner's provider named."""
+        """Upserts adding the activities ``ids`` to the rollups: every activity as its
+        account's row, and those of ``_MIRRORED`` also as their peer's ``in:`` row, each with
+        the partner's provider."""
         a, r = activities.c, activity_rollups.c
         partner = email_accounts.alias("partner")
         day = utc_day(a.at, self._dialect)
@@ -623,7 +622,7 @@ class Analytics:
         mirrored = (
             select(a.peer_id, day, mirror_action, placement, provider, func.count())
             .select_from(activities.outerjoin(partner, partner.c.id == a.account_id))
-            .where(a.id.in_(ids), a.peer_id.is_not(None))
+            .where(a.id.in_(ids), a.peer_id.is_not(None), a.action.in_(_MIRRORED))
             .group_by(a.peer_id, day, a.action, placement, provider)
         )
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
