@@ -169,11 +169,15 @@ async def test_account_pagination_walks_every_row_once(
     bad = await api.get("/accounts", params={"cursor": "garbage!"}, headers=org.auth())
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "cursor"
-    too_many = await api.get(
+    capped = await api.get(
         "/accounts", params={"limit": server_settings.max_page_size + 1}, headers=org.auth()
     )
+    assert capped.status_code == 200  # the server's maximum page instead
+    too_many = await api.get("/accounts", params={"limit": 1001}, headers=org.auth())
     assert too_many.status_code == 422
     assert too_many.json()["errors"][0]["field"] == "limit"
+    empty = await api.get("/accounts", params={"cursor": ""}, headers=org.auth())
+    assert empty.status_code == 422
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ async def test_a_ramp_preview_gives_the_daily_targets(api: httpx.AsyncClient, or
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"strategy": "turbo"}, "unknown preset 'turbo'"),
+        ({"strategy": "turbo"}, "strategy"),
         ({"strategy": {"kind": "nope"}}, "nope"),
         ({"strategy": "slow", "days": 0}, "days"),
         ({"strategy": "slow", "tenant_id": "x"}, "tenant_id"),
@@ -138,3 +138,18 @@ def test_mailwarm_serve_starts_a_working_server_on_the_embedded_default(tmp_path
     assert oct((data / "jwt-secret").stat().st_mode & 0o777) == "0o600"
     assert "created a token-signing secret" in output
     assert (data / "jwt-secret").read_text() not in output
+
+
+async def test_signed_in_routes_count_against_the_per_user_limit(
+    app: Any, api: httpx.AsyncClient, org: Org, other_org: Org
+) -> None:
+    services = app.state.services
+    services.settings = services.settings.model_copy(update={"api_limit": "3/minute"})
+    for _ in range(3):
+        assert (await api.get("/accounts", headers=org.auth())).status_code == 200
+    limited = await api.get("/tasks", headers=org.auth())
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    # Per user: another user (of another organisation) still gets through; health needs none.
+    assert (await api.get("/accounts", headers=other_org.auth())).status_code == 200
+    assert (await api.get("/health")).status_code == 200

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailwarm import __version__
@@ -71,11 +71,14 @@ def api_router() -> APIRouter:
     """Every ``/api/v1`` route. They need the services :func:`create_app` puts on
     ``app.state.services``: a host application mounts the whole app instead
     (``host.mount("/warmup", create_app())``)."""
-    from mailwarm.server.routes import ROUTERS
+    from mailwarm.server._ratelimit import limit_user
+    from mailwarm.server.routes import ROUTERS, UNLIMITED
 
     router = APIRouter()
     for sub in ROUTERS:
-        router.include_router(sub, responses=ERROR_RESPONSES)
+        # Every signed-in route counts against the caller's MAILWARM_API_LIMIT.
+        limits = [] if sub in UNLIMITED else [Depends(limit_user)]
+        router.include_router(sub, responses=ERROR_RESPONSES, dependencies=limits)
     return router
 
 

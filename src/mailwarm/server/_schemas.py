@@ -11,10 +11,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import date, datetime, time
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from fastapi import Query
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
 
 from mailwarm._models import PoolSettings, TaskKind
 from mailwarm.server._problems import Problem
@@ -80,6 +90,152 @@ def normalise_strategy(value: StrategyIn) -> dict[str, Any]:
     return strategy_from_spec(value).to_spec()
 
 
+def not_null(schema: dict[str, Any]) -> None:
+    """JSON-schema hook: an optional field that may be left out but never be ``null``."""
+    variants = schema.pop("anyOf", None)
+    if variants is None:
+        return
+    kept = [v for v in variants if v.get("type") != "null"]
+    if len(kept) == 1:
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+
+
+def _iso_datetime(value: Any) -> Any:
+    # A query time must be written as ISO 8601: pydantic alone would also take "0.5" (epoch
+    # seconds), which the API description does not promise.
+    if isinstance(value, str) and not ISO_DATETIME.match(value):
+        raise ValueError("write an ISO 8601 time with its offset, e.g. 2026-01-05T09:00:00Z")
+    return value
+
+
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
+Cursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=1024, description="`next_cursor` of the previous page."),
+]
+PageSize = Annotated[
+    int | None,
+    Query(ge=1, le=1000, description="Items per page (default 50, at most the server's maximum)."),
+]
+
+
+# What validate_address accepts, for the API description (so clients can check it first).
+ADDRESS_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+# Connection settings a user of a shared server may not set (they name files of the server).
+SERVER_ONLY_SETTINGS = {"ca_file"}
+# The secrets each provider needs in a new account (one of them).
+PROVIDER_SECRETS = {
+    "smtp": ["password"],
+    "gmail": ["refresh_token", "access_token"],
+    "graph": ["refresh_token", "access_token"],
+}
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with its ``$ref``s into ``defs`` replaced by what they point to."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = defs[node["$ref"].rsplit("/", 1)[1]]
+            rest = {k: _inline(v, defs) for k, v in node.items() if k != "$ref"}
+            return {**_inline(target, defs), **rest}
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _zones(schema: dict[str, Any]) -> None:
+    """JSON-schema hook: a time zone is one of the IANA names this server knows."""
+    from zoneinfo import available_timezones
+
+    names = sorted(available_timezones())
+    for variant in schema.get("anyOf", [schema]):
+        if variant.get("type") == "string":
+            variant["enum"] = names
+
+
+def _per_provider(schema: dict[str, Any]) -> None:
+    """JSON-schema hook for a new account: one variant per built-in provider, each with the
+    account's fields, that provider's connection settings and the secrets it needs, and
+    nothing else (what the server checks, described exactly)."""
+    from mailwarm.providers import provider_class
+
+    base = dict(schema.get("properties", {}))
+    base_props = {k: v for k, v in base.items() if k != "provider"}
+    variants = []
+    for name, secrets in PROVIDER_SECRETS.items():
+        model: type[BaseModel] = getattr(provider_class(name), "settings_model")  # noqa: B009
+        extra = model.model_json_schema()
+        defs = extra.get("$defs", {})
+        settings = {
+            key: _inline(value, defs)
+            for key, value in extra.get("properties", {}).items()
+            if key not in SERVER_ONLY_SETTINGS
+        }
+        variants.append(
+            {
+                "type": "object",
+                "title": f"New {name} account",
+                "properties": {**base_props, **settings, "provider": {"const": name}},
+                # Without "provider" a new account is an SMTP/IMAP one.
+                "required": ["address"] if name == "smtp" else ["address", "provider"],
+                "anyOf": [{"required": [secret]} for secret in secrets],
+                "additionalProperties": False,
+            }
+        )
+    schema.clear()
+    schema.update({"title": "New account", "oneOf": variants})
+
+
+def reject_null(value: Any) -> Any:
+    """Field validator: a field that may be left out but not be ``null``."""
+    if value is None:
+        raise ValueError("may not be null: leave it out to keep the current value")
+    return value
+
+
+def _plain_time(value: Any) -> Any:
+    if isinstance(value, str) and not LOCAL_TIME.match(value):
+        raise ValueError("write a local wall-clock time such as 08:30 (no date, no offset)")
+    return value
+
+
+LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+LOCAL_TIME = re.compile(LOCAL_TIME_PATTERN)
+
+
+# A local wall-clock time, described and checked as "HH:MM[:SS]".
+def _local_time_schema(schema: dict[str, Any]) -> None:
+    schema.pop("format", None)  # "time" would also allow an offset, which is refused
+    schema["pattern"] = LOCAL_TIME_PATTERN
+
+
+LocalTime = Annotated[
+    time, BeforeValidator(_plain_time), Field(json_schema_extra=_local_time_schema)
+]
+
+
+def _iso_date(value: Any) -> Any:
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        raise ValueError("write a date as YYYY-MM-DD")
+    return value
+
+
+QueryDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _zone_not_null(schema: dict[str, Any]) -> None:
+    not_null(schema)
+    _zones(schema)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,9 +244,11 @@ class WindowIn(_Request):
     """A sending window (local times, weekdays 0=Monday ... 6=Sunday); omitted parts keep
     their current (or default) value."""
 
-    start: time | None = None
-    end: time | None = None
-    weekdays: list[Weekday] | None = Field(default=None, min_length=1)
+    start: LocalTime | None = Field(default=None, json_schema_extra=not_null)
+    end: LocalTime | None = Field(default=None, json_schema_extra=not_null)
+    weekdays: list[Weekday] | None = Field(default=None, min_length=1, json_schema_extra=not_null)
+
+    _no_nulls = field_validator("start", "end", "weekdays", mode="before")(reject_null)
 
     def as_dict(self) -> dict[str, Any]:
         """The parts that were given."""
@@ -103,12 +261,12 @@ class AccountCreate(BaseModel):
     values instead of ``*_env`` / ``*_file`` references. Unknown keys are refused by the
     provider's settings model (422 naming the key)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=lambda s: _per_provider(s))
 
-    address: str = Field(min_length=3, max_length=320)
+    address: str = Field(min_length=3, max_length=320, pattern=ADDRESS_PATTERN)
     display_name: str | None = Field(default=None, max_length=200)
     provider: str = Field(default="smtp", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    timezone: str | None = None
+    timezone: str | None = Field(default=None, json_schema_extra=_zones)
     window: WindowIn | None = None
     daily_cap: int | None = Field(default=None, ge=0, le=10_000)
     strategy: StrategyIn | None = None
@@ -131,15 +289,19 @@ class AccountUpdate(_Request):
     pool's engagement reply rate (it changes the pool's settings: needs manage_settings)."""
 
     display_name: str | None = Field(default=None, max_length=200)
-    timezone: str | None = None
-    window: WindowIn | None = None
-    weekdays: list[Weekday] | None = Field(default=None, min_length=1)
-    daily_cap: int | None = Field(default=None, ge=0, le=10_000)
+    timezone: str | None = Field(default=None, json_schema_extra=_zone_not_null)
+    window: WindowIn | None = Field(default=None, json_schema_extra=not_null)
+    weekdays: list[Weekday] | None = Field(default=None, min_length=1, json_schema_extra=not_null)
+    daily_cap: int | None = Field(default=None, ge=0, le=10_000, json_schema_extra=not_null)
     strategy: StrategyIn | None = None
     organisation: str | None = Field(default=None, max_length=200)
-    tags: list[str] | None = None
-    pool: str | None = Field(default=None, min_length=1, max_length=64)
-    reply_rate: float | None = Field(default=None, ge=0, le=1)
+    tags: list[str] | None = Field(default=None, json_schema_extra=not_null)
+    pool: str | None = Field(default=None, min_length=1, max_length=64, json_schema_extra=not_null)
+    reply_rate: float | None = Field(default=None, ge=0, le=1, json_schema_extra=not_null)
+
+    _no_nulls = field_validator(
+        "timezone", "window", "weekdays", "daily_cap", "tags", "pool", "reply_rate", mode="before"
+    )(reject_null)
 
     @field_validator("strategy")
     @classmethod
@@ -157,7 +319,7 @@ class CredentialsIn(_Request):
 class BulkIds(_Request):
     """Accounts to act on at once (all of them, or none when one is unknown)."""
 
-    ids: list[str] = Field(min_length=1, max_length=1000)
+    ids: list[str] = Field(min_length=1, max_length=200)
 
 
 class TaskCreate(_Request):
@@ -188,8 +350,8 @@ class PoolSettingsIn(PoolSettings):
 class WindowOut(BaseModel):
     """A sending window."""
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
     weekdays: list[int]
 
 

@@ -12,6 +12,9 @@ from mailwarm.server.routes.system import router as system
 from mailwarm.server.routes.tasks import router as tasks
 from mailwarm.server.routes.users import router as users
 
-__all__ = ["ROUTERS"]
+__all__ = ["ROUTERS", "UNLIMITED"]
 
 ROUTERS: list[APIRouter] = [system, auth, users, accounts, tasks, activities, settings]
+# Routers with routes that need no sign-in (health, login): no per-user limit on them (login
+# has its own limits, per account and per address).
+UNLIMITED: list[APIRouter] = [system, auth]

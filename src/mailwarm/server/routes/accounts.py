@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import Select, and_, or_, select, tuple_, update
@@ -42,6 +42,8 @@ from mailwarm.server._schemas import (
     CheckOut,
     CredentialsIn,
     CredentialsSummary,
+    Cursor,
+    PageSize,
     WindowOut,
     bad_cursor,
     decode_cursor,
@@ -93,12 +95,10 @@ def invalid(field: str, message: str) -> Problem:
 
 
 def page_limit(limit: int | None, maximum: int, default: int = 50) -> int:
-    """The page size asked for (default ``default``), refused above ``maximum``."""
+    """The page size asked for (default ``default``), at most ``maximum``."""
     if limit is None:
         return min(default, maximum)
-    if limit > maximum:
-        raise invalid("limit", f"at most {maximum} items per page (got {limit})")
-    return limit
+    return min(limit, maximum)  # above the server's maximum: the maximum
 
 
 def cursor_datetime(text: str) -> datetime:
@@ -233,8 +233,8 @@ async def list_accounts(
     status: AccountStatus | None = None,
     pool: str | None = None,
     provider: str | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    cursor: str | None = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
 ) -> AccountPage:
     """The organisation's accounts by address, ``limit`` per page (keyset cursor)."""
     size = page_limit(limit, settings.max_page_size)
@@ -382,8 +382,6 @@ async def update_account(
             f"your role ({caller.role.value}) may not manage settings: reply_rate is a "
             "setting of the account's pool",
         )
-    if "reply_rate" in given and body.reply_rate is None:
-        raise invalid("reply_rate", "give a rate between 0 and 1")
 
     async def act() -> Outcome:
         async with database.connect() as conn:

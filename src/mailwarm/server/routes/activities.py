@@ -6,14 +6,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from mailwarm._models import ActivityAction
 from mailwarm.server._deps import Database, Settings, require
 from mailwarm.server._jwt import Principal
 from mailwarm.server._roles import Permission
-from mailwarm.server._schemas import ActivityOut, ActivityPage, bad_cursor
-from mailwarm.server.routes.accounts import account_or_404, invalid, page_limit
+from mailwarm.server._schemas import (
+    ActivityOut,
+    ActivityPage,
+    Cursor,
+    PageSize,
+    QueryTime,
+    bad_cursor,
+)
+from mailwarm.server.routes.accounts import account_or_404, page_limit
 from mailwarm.storage._analytics import Analytics, InvalidCursor
 
 __all__ = ["router"]
@@ -30,16 +36,16 @@ async def list_activities(
     settings: Settings,
     account_id: str | None = None,
     action: Annotated[list[ActivityAction] | None, Query()] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    cursor: str | None = None,
+    since: QueryTime | None = None,
+    until: QueryTime | None = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
 ) -> ActivityPage:
     """Activities of the organisation's accounts (or one), newest first; ``action`` may be
     repeated; ``since`` is included, ``until`` excluded."""
     size = page_limit(limit, settings.max_page_size)
     if since is not None and until is not None and until <= since:
-        raise invalid("until", "must be later than since")
+        return ActivityPage(items=[], next_cursor=None)  # an empty time range
     if account_id is not None:
         async with database.connect() as conn:
             await account_or_404(conn, caller.tenant_id, account_id)

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
 from mailwarm import __version__
@@ -16,6 +16,7 @@ from mailwarm.server._deps import Database, require, services
 from mailwarm.server._jwt import InvalidToken, decode_access_token
 from mailwarm.server._problems import Problem
 from mailwarm.server._roles import Permission, allowed
+from mailwarm.server._schemas import QueryDate
 from mailwarm.strategies import PRESETS, RampContext, Strategy, strategy_from_spec
 from mailwarm.strategies import Preset as PresetStrategy
 
@@ -99,14 +100,19 @@ async def strategies() -> list[PresetInfo]:
     ]
 
 
+PresetName = Literal["adaptive", "fast", "geometric", "linear", "medium", "slow"]
+
+
 class PreviewRequest(BaseModel):
     """A ramp to preview: a preset name or a spec, over ``days`` days from ``start``."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: str | dict[str, Any] = Field(examples=["medium", {"kind": "linear", "start": 5}])
-    days: int = Field(default=30, ge=1, le=365)
-    start: date = date(2026, 1, 5)
-    daily_cap: int = Field(default=10_000, ge=0, le=10_000)
+    strategy: PresetName | dict[str, Any] = Field(
+        examples=["medium", {"kind": "linear", "start": 5}]
+    )
+    days: StrictInt = Field(default=30, ge=1, le=365)
+    start: QueryDate = date(2026, 1, 5)
+    daily_cap: StrictInt = Field(default=10_000, ge=0, le=10_000)
 
 
 class PreviewDay(BaseModel):

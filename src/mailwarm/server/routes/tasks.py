@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.engine import Row
@@ -17,7 +17,15 @@ from mailwarm.server._deps import Database, Settings, require
 from mailwarm.server._idempotency import Mutating, Outcome
 from mailwarm.server._jwt import Principal
 from mailwarm.server._roles import Permission
-from mailwarm.server._schemas import TaskCreate, TaskOut, TaskPage, decode_cursor, encode_cursor
+from mailwarm.server._schemas import (
+    Cursor,
+    PageSize,
+    TaskCreate,
+    TaskOut,
+    TaskPage,
+    decode_cursor,
+    encode_cursor,
+)
 from mailwarm.server.routes.accounts import account_or_404, cursor_datetime, page_limit
 from mailwarm.storage._schema import email_accounts, tasks
 
@@ -61,8 +69,8 @@ async def list_tasks(
     account_id: str | None = None,
     status: TaskStatus | None = None,
     kind: TaskKind | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    cursor: str | None = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
 ) -> TaskPage:
     """Tasks of the organisation's accounts by due time (then id), ``limit`` per page."""
     size = page_limit(limit, settings.max_page_size)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +25,7 @@ from mailwarm.server._jwt import Principal
 from mailwarm.server._passwords import hash_password
 from mailwarm.server._problems import Problem
 from mailwarm.server._roles import Permission, Role, allowed
+from mailwarm.server._schemas import Cursor, not_null, reject_null
 from mailwarm.server._sessions import revoke_user, wire_principal_check
 from mailwarm.storage._schema import audit_log, refresh_tokens, users
 
@@ -73,16 +74,12 @@ class NewUser(_Body):
 
 
 class UserChange(_Body):
-    """A new role, or disabling / enabling the user."""
+    """A new role, or disabling / enabling the user (an empty change leaves the user as is)."""
 
-    role: Role | None = None
-    disabled: bool | None = None
+    role: Role | None = Field(default=None, json_schema_extra=not_null)
+    disabled: StrictBool | None = Field(default=None, json_schema_extra=not_null)
 
-    @model_validator(mode="after")
-    def _something(self) -> UserChange:
-        if self.role is None and self.disabled is None:
-            raise ValueError("give role or disabled")
-        return self
+    _no_nulls = field_validator("role", "disabled", mode="before")(reject_null)
 
 
 class AuditEntry(BaseModel):
@@ -319,18 +316,13 @@ async def audit(
     caller: Auditor,
     database: Database,
     settings: Settings,
-    limit: Annotated[int, Query(ge=1, description="Events per page.")] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Events per page (at most the server's maximum).")
+    ] = 50,
+    cursor: Cursor = None,
 ) -> AuditPage:
     """Audited events of the caller's organisation, newest first (owners and admins)."""
-    if limit > settings.max_page_size:
-        message = f"at most {settings.max_page_size}"
-        raise Problem(
-            422,
-            f"limit: {message}",
-            title="Invalid request",
-            errors=[{"field": "limit", "message": message}],
-        )
+    limit = min(limit, settings.max_page_size)
     query = select(audit_log).where(audit_log.c.tenant_id == caller.tenant_id)
     if cursor is not None:
         at, entry_id = _parse_cursor(cursor)
