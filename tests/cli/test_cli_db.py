@@ -50,9 +50,11 @@ def add_ann(env: dict[str, str]) -> str:
 
 
 def test_db_upgrade_current_and_downgrade(env: dict[str, str]) -> None:
-    assert "upgraded from an empty database to 0001" in ok(env, "db", "upgrade")
-    assert "already at revision 0001" in ok(env, "db", "upgrade")
-    assert "revision 0001; newest: 0001" in ok(env, "db", "current")
+    assert "upgraded from an empty database to 0002" in ok(env, "db", "upgrade")
+    assert "already at revision 0002" in ok(env, "db", "upgrade")
+    assert "revision 0002; newest: 0002" in ok(env, "db", "current")
+    assert "now at revision 0001" in ok(env, "db", "downgrade", "0001", "--yes")
+    assert "upgraded from 0001 to 0002" in ok(env, "db", "upgrade")
     assert "now at revision base (empty)" in ok(env, "db", "downgrade", "base", "--yes")
     assert "revision none" in ok(env, "db", "current")
 

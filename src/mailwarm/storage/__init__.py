@@ -8,6 +8,16 @@ with the package (:func:`upgrade`, or ``mailwarm db upgrade``).
 from __future__ import annotations
 
 from mailwarm.storage._accounts import AccountRecord, Accounts, ReencryptReport
+from mailwarm.storage._analytics import (
+    AccountSummary,
+    ActivityPage,
+    Analytics,
+    DailyStats,
+    InvalidCursor,
+    ProviderStats,
+    RetentionReport,
+    Stats,
+)
 from mailwarm.storage._crypto import (
     DecryptionError,
     Encryptor,
@@ -32,15 +42,23 @@ from mailwarm.storage._store import SqlStore
 __all__ = [
     "DATABASE_URL_ENV",
     "AccountRecord",
+    "AccountSummary",
     "Accounts",
+    "ActivityPage",
+    "Analytics",
+    "DailyStats",
     "DecryptionError",
     "Encryptor",
+    "InvalidCursor",
     "Keyring",
     "MasterKey",
     "MissingMasterKey",
+    "ProviderStats",
     "ReencryptReport",
+    "RetentionReport",
     "SecretContext",
     "SqlStore",
+    "Stats",
     "add_current_key",
     "create_engine",
     "current_revision",

@@ -75,6 +75,7 @@ _MIRRORED = (
     ActivityAction.RESCUED_FROM_SPAM.value,
 )
 _CURSOR_VERSION = "a1"
+MAX_BATCH = 20_000
 _BAD_CURSOR = (
     "{!r} is not a cursor of activity_page: pass the next_cursor of the previous page "
     "unchanged, or None for the first page"
@@ -576,8 +577,11 @@ class Analytics:
             cutoff_day = moment.astimezone(UTC).date()
         else:
             cutoff_day = older_than
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size}")
+        if not 1 <= batch_size <= MAX_BATCH:
+            # Each batch binds its ids as parameters: both drivers allow about 32,000.
+            raise ConfigurationError(
+                f"batch_size must be between 1 and {MAX_BATCH:,}, not {batch_size}"
+            )
         cutoff = _day_start(cutoff_day)
         a = activities.c
         tenant = select(email_accounts.c.id).where(email_accounts.c.tenant_id == self.tenant_id)
