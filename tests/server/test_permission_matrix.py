@@ -22,6 +22,7 @@ from conftest import Org  # type: ignore[import-not-found]
 from mailwarm.server import PERMISSIONS, Permission, Role
 from mailwarm.server.routes.accounts import router as accounts_router
 from mailwarm.server.routes.activities import router as activities_router
+from mailwarm.server.routes.analytics import router as analytics_router
 from mailwarm.server.routes.settings import router as settings_router
 from mailwarm.server.routes.tasks import router as tasks_router
 
@@ -68,6 +69,10 @@ ROUTES: list[Route] = [
     Route("POST", "/tasks", P.MANAGE_TASKS, {"account_id": "{id}", "kind": "check"}),
     Route("GET", "/activities", P.READ),
     Route("GET", "/activities?account_id={id}", P.READ),
+    Route("GET", "/analytics/daily", P.READ),
+    Route("GET", "/analytics/daily?account_id={id}&start=2026-01-01&end=2026-01-31", P.READ),
+    Route("GET", "/analytics/providers", P.READ),
+    Route("GET", "/analytics/providers?account_id={id}", P.READ),
     Route("GET", "/settings", P.READ),
     Route("GET", "/settings?pool=sales", P.READ),
     Route("PUT", "/settings", P.MANAGE_SETTINGS, {"min_gap_seconds": 60}),
@@ -104,7 +109,13 @@ async def call(
 def test_every_resource_route_is_in_the_table() -> None:
     declared = {
         (method, route.path)  # type: ignore[attr-defined]
-        for router in (accounts_router, tasks_router, activities_router, settings_router)
+        for router in (
+            accounts_router,
+            tasks_router,
+            activities_router,
+            analytics_router,
+            settings_router,
+        )
         for route in router.routes
         for method in route.methods  # type: ignore[attr-defined]
     }
