@@ -18,13 +18,15 @@ one duplicate per kill, which the engine cannot close from the client side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,10 @@ from typing import Any
 
 import mailserver
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from mailwarm.storage import create_engine
 from mailwarm.storage._migrate import upgrade
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -86,20 +91,68 @@ def run_until_done(config_path: Path, point: str) -> Runs:
     pytest.fail(f"the child was still being killed after {MAX_RUNS} runs")
 
 
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    async def fetch() -> list[tuple[Any, ...]]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(fetch())
+
+
+@contextlib.contextmanager
+def _database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of ``kind`` for the child (a SQLite file, or a PostgreSQL database
+    created for the test and dropped after it)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailwarm.db'}"
+        return
+
+    from conftest import ADMIN_URL, _admin  # type: ignore[import-not-found]
+
+    name = f"mailwarm_crash_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await _admin()
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    try:
+        yield (
+            make_url(ADMIN_URL)
+            .set(drivername="postgresql+asyncpg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("point", ["before_connect", "after_data", "after_250", "before_commit"])
 def test_killed_sends_are_neither_lost_nor_duplicated(
-    point: str, mail_server: mailserver.MailServer, tmp_path: Path
+    point: str, kind: str, mail_server: mailserver.MailServer, tmp_path: Path
+) -> None:
+    with _database(kind, tmp_path) as url:
+        _crash_loop(point, kind, url, mail_server, tmp_path)
+
+
+def _crash_loop(
+    point: str, kind: str, url: str, mail_server: mailserver.MailServer, tmp_path: Path
 ) -> None:
     # Fixed addresses (one set per kill point, so tests sharing the session's server never
     # share a mailbox): Message-IDs, and with them every seeded decision, repeat run to run.
     accounts = [
-        {"id": f"c{i}", "address": f"crash-{point}-{i}@{domain}", "password": f"pw-{i}"}
+        {"id": f"c{i}", "address": f"crash-{kind}-{point}-{i}@{domain}", "password": f"pw-{i}"}
         for i, domain in enumerate(DOMAINS)
     ]
     mail_server.add_users((a["address"], a["password"]) for a in accounts)
     address = {a["id"]: a["address"] for a in accounts}
-    database = tmp_path / "mailwarm.db"
-    url = f"sqlite:///{database}"
     asyncio.run(upgrade(url))
     config = {
         "database": url,
@@ -124,15 +177,20 @@ def test_killed_sends_are_neither_lost_nor_duplicated(
 
     kills_file = tmp_path / "kills.jsonl"
     kill_log = [json.loads(line) for line in kills_file.read_text().splitlines()]
-    with sqlite3.connect(database) as db:
-        ledger = db.execute(
-            "SELECT idempotency_key, account_id, message_id, day, state FROM send_ledger"
-        ).fetchall()
-        tasks = db.execute(
-            "SELECT kind, status, idempotency_key, account_id, peer_id, message_id, last_error "
-            "FROM tasks"
-        ).fetchall()
-        daily = db.execute("SELECT account_id, day, count FROM daily_sends").fetchall()
+    ledger = [
+        (key, sender, mid, str(day) if day is not None else None, state)
+        for key, sender, mid, day, state in _rows(
+            url, "SELECT idempotency_key, account_id, message_id, day, state FROM send_ledger"
+        )
+    ]
+    tasks = _rows(
+        url,
+        "SELECT kind, status, idempotency_key, account_id, peer_id, message_id, last_error "
+        "FROM tasks",
+    )
+    daily = [
+        (a, str(d), n) for a, d, n in _rows(url, "SELECT account_id, day, count FROM daily_sends")
+    ]
     by_key = {t[2]: t for t in tasks}
     ledger_keys = {key for key, *_ in ledger}
     sends = [t for t in tasks if t[0] == "send"]
@@ -151,6 +209,7 @@ def test_killed_sends_are_neither_lost_nor_duplicated(
         copies[key] = len([m for m in found if m["mailbox"] != "Sent"])
     report = {
         "point": point,
+        "database": kind,
         "runs": runs.runs,
         "kills": runs.kills,
         "sends": sum(1 for k in ledger_keys if k.startswith("send:")),
