@@ -377,3 +377,24 @@ async def test_audit_limits_and_cursors_are_checked(api: httpx.AsyncClient, org:
     bad = await api.get("/audit", params={"cursor": "nonsense!"}, headers=org.auth())
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_user_changes_replay_with_an_idempotency_key(
+    api: httpx.AsyncClient, app: Any, org: Org
+) -> None:
+    body = {"email": "replayed@acme.example", "role": "viewer", "password": "a long password 1"}
+    headers = {**org.auth(), "Idempotency-Key": "invite-1"}
+    first = await api.post("/users", json=body, headers=headers)
+    again = await api.post("/users", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    listed = (await api.get("/users", headers=org.auth())).json()["items"]
+    assert [u["email"] for u in listed].count("replayed@acme.example") == 1
+    other = await api.post("/users", json={**body, "role": "manager"}, headers=headers)
+    assert other.status_code == 422
+    user = first.json()["id"]
+    removal = {**org.auth(), "Idempotency-Key": "remove-1"}
+    assert (await api.delete(f"/users/{user}", headers=removal)).status_code == 204
+    assert (await api.delete(f"/users/{user}", headers=removal)).status_code == 204  # replayed
+    assert (await api.delete(f"/users/{user}", headers=org.auth())).status_code == 404

@@ -177,6 +177,23 @@ class Mutation:
                 .values(status_code=outcome.status, response=outcome.body)
             )
 
+    async def once(self, act: Callable[[], Awaitable[Response]]) -> Response:
+        """Answer ``act``'s response once per idempotency key (a route that audits itself):
+        a replay gets the stored status and JSON body."""
+        if self.key is None:
+            return await act()
+        replay = await self._reserve()
+        if replay is not None:
+            return replay
+        try:
+            response = await act()
+        except BaseException:
+            await self._release()
+            raise
+        body = json.loads(bytes(response.body)) if response.body else None
+        await self._store(Outcome(response.status_code, body))
+        return response
+
     async def run(
         self,
         action: str,

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailwarm.server._audit import record
 from mailwarm.server._deps import Database, Settings, require
+from mailwarm.server._idempotency import Mutating
 from mailwarm.server._jwt import Principal
 from mailwarm.server._passwords import hash_password
 from mailwarm.server._problems import Problem
@@ -180,7 +183,20 @@ async def list_users(caller: Reader, database: Database) -> UserList:
 
 
 @router.post("/users", status_code=201, response_model=User, summary="Invite a user")
-async def create_user(body: NewUser, caller: Manager, database: Database) -> User:
+async def create_user(
+    body: NewUser, caller: Manager, database: Database, mutation: Mutating
+) -> Response:
+    """Add a user to the caller's organisation with an initial password (owners and
+    admins; only owners may add owners). 409 if the email is taken."""
+
+    async def act() -> Response:
+        user = await _create_user(body, caller, database)
+        return JSONResponse(jsonable_encoder(user), status_code=201)
+
+    return await mutation.once(act)
+
+
+async def _create_user(body: NewUser, caller: Principal, database: AsyncEngine) -> User:
     """Add a user to the caller's organisation with an initial password (owners and
     admins; only owners may add owners). 409 if the email is taken."""
     email = body.email.strip().lower()
@@ -220,7 +236,22 @@ async def create_user(body: NewUser, caller: Manager, database: Database) -> Use
 
 
 @router.patch("/users/{user_id}", response_model=User, summary="Change a user's role or state")
-async def change_user(user_id: str, body: UserChange, caller: Manager, database: Database) -> User:
+async def change_user(
+    user_id: str, body: UserChange, caller: Manager, database: Database, mutation: Mutating
+) -> Response:
+    """Change the role or disable / enable a user. Only owners may make, change or remove
+    owners; nobody raises their own role; the last active owner stays. Disabling signs the
+    user out everywhere at once."""
+
+    async def act() -> Response:
+        return JSONResponse(jsonable_encoder(await _change_user(user_id, body, caller, database)))
+
+    return await mutation.once(act)
+
+
+async def _change_user(
+    user_id: str, body: UserChange, caller: Principal, database: AsyncEngine
+) -> User:
     """Change the role or disable / enable a user. Only owners may make, change or remove
     owners; nobody raises their own role; the last active owner stays. Disabling signs the
     user out everywhere at once."""
@@ -263,7 +294,14 @@ async def change_user(user_id: str, body: UserChange, caller: Manager, database:
 
 
 @router.delete("/users/{user_id}", status_code=204, summary="Remove a user")
-async def delete_user(user_id: str, caller: Manager, database: Database) -> Response:
+async def delete_user(
+    user_id: str, caller: Manager, database: Database, mutation: Mutating
+) -> Response:
+    """Remove a user and their sessions (only owners remove owners; not the last one)."""
+    return await mutation.once(lambda: _delete_user(user_id, caller, database))
+
+
+async def _delete_user(user_id: str, caller: Principal, database: AsyncEngine) -> Response:
     """Remove a user and their sessions (only owners remove owners; not the last one)."""
     try:
         async with database.begin() as conn:
