@@ -40,6 +40,7 @@ async def _run_scheduler(app: FastAPI, settings: ServerSettings, engine: AsyncEn
     """The embedded default's scheduler (and the demo pool), inside the server process."""
     from mailwarm._clock import Clock, SystemClock, VirtualClock
     from mailwarm.providers.memory import MemoryNetwork
+    from mailwarm.server._oauth import oauth_config
     from mailwarm.server._scheduler import Scheduler, create_demo
 
     services: Services = app.state.services
@@ -62,6 +63,7 @@ async def _run_scheduler(app: FastAPI, settings: ServerSettings, engine: AsyncEn
         speed=speed,
         network=network,
         clock=clock,
+        oauth=dict(oauth_config(services).apps),
     )
     services.extras["scheduler"] = scheduler
     await scheduler.run_forever()

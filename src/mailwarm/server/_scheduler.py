@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailwarm._clock import Clock, SystemClock, VirtualClock
 from mailwarm._models import AccountStatus, Credentials, EmailAccount, PoolSettings, SendingWindow
 from mailwarm.engine import Provider, WarmupEngine
-from mailwarm.providers import ProviderContext, create_provider
+from mailwarm.providers import OAuthApp, ProviderContext, create_provider
 from mailwarm.providers.memory import MemoryNetwork
 from mailwarm.storage import Accounts, Keyring, SqlStore
 from mailwarm.storage._schema import email_accounts
@@ -50,6 +50,7 @@ class Scheduler:
     tick: float = 15.0
     speed: float = 1.0
     network: MemoryNetwork | None = None  # the demo's in-memory mail network
+    oauth: Mapping[str, OAuthApp] = field(default_factory=dict)  # to refresh OAuth tokens
     clock: Clock = field(default_factory=SystemClock)
     ticks: int = 0
 
@@ -77,6 +78,7 @@ class Scheduler:
             clock=self.clock,
             allow_private_hosts=self.allow_private_hosts,
             on_credentials=accounts.save_credentials,
+            oauth=self.oauth,
         )
 
         def build(account: EmailAccount) -> Provider:

@@ -29,6 +29,7 @@ from mailwarm.providers import ProviderContext, create_provider, provider_class
 from mailwarm.server._deps import Database, Settings, require, services
 from mailwarm.server._idempotency import Mutating, Outcome
 from mailwarm.server._jwt import Principal
+from mailwarm.server._oauth import oauth_config
 from mailwarm.server._problems import Problem
 from mailwarm.server._roles import Permission, allowed
 from mailwarm.server._schemas import (
@@ -575,6 +576,7 @@ async def check_account(
         context = ProviderContext(
             allow_private_hosts=settings.allow_private_hosts,
             on_credentials=accounts.save_credentials,
+            oauth=dict(oauth_config(services(request)).apps),  # to refresh OAuth tokens
         )
         provider = create_provider(account, creds, row.connection, context=context)
         try:
