@@ -190,3 +190,52 @@ def test_run_database_warms_up_stored_mailboxes(
     states = [r[0] for r in async_rows]
     assert len(states) >= sent
     assert set(states) == {"sent"}
+
+
+def test_db_prune_summarises_old_activities(env: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, insert, select
+
+    from mailwarm import EmailAccount
+    from mailwarm.storage import Analytics
+    from mailwarm.storage._rows import account_row, ensure_tenant
+    from mailwarm.storage._schema import activities, email_accounts
+
+    ok(env, "db", "upgrade")
+    url = env["MAILWARM_DATABASE_URL"]
+    old = datetime.now(UTC) - timedelta(days=100)
+    day = old.date()
+
+    async def seed() -> tuple[int, int]:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await ensure_tenant(conn, "default")
+            account = EmailAccount(id="a", address="a@example.com")
+            await conn.execute(insert(email_accounts), [account_row(account, "default")])
+            await conn.execute(
+                insert(activities),
+                [{"id": f"x{n}", "account_id": "a", "action": "sent", "at": old} for n in range(5)]
+                + [{"id": "new", "account_id": "a", "action": "sent", "at": datetime.now(UTC)}],
+            )
+        before = (await Analytics(engine).totals(day, day, account_id="a")).sent
+        await engine.dispose()
+        return before, 6
+
+    async def after() -> tuple[int, int]:
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            left = int(await conn.scalar(select(func.count()).select_from(activities)) or 0)
+        sent = (await Analytics(engine).totals(day, day, account_id="a")).sent
+        await engine.dispose()
+        return sent, left
+
+    before, _ = asyncio.run(seed())
+    assert before == 5
+    out = ok(env, "db", "prune", "--older-than-days", "30")
+    assert "default: 5 activities before" in out
+    assert asyncio.run(after()) == (5, 1)  # the same figure; only the recent activity is left
+    assert "default: 0 activities" in ok(env, "db", "prune", "--older-than-days", "30")
+    assert "no organisation 'nope'" in fails(
+        env, "db", "prune", "--older-than-days", "30", "--tenant", "nope"
+    )

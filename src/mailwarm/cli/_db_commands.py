@@ -151,6 +151,59 @@ def db_reencrypt(database: DatabaseOption = None) -> None:
     )
 
 
+@db_app.command("prune")
+def db_prune(
+    older_than_days: Annotated[
+        int,
+        typer.Option(
+            min=1, max=36500, help="Summarise and delete activities older than this many days."
+        ),
+    ],
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this organisation's id (default: every one).")
+    ] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Retention: fold old activities into daily rollups and delete them; every figure of
+    the analytics stays the same (safe to run again, e.g. daily from cron)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    storage = _storage()
+    accounts = open_accounts(database)
+    engine = accounts.engine
+
+    async def go() -> list[tuple[str, Any]]:
+        from mailwarm.storage._schema import tenants
+
+        try:
+            async with engine.connect() as conn:
+                ids = list((await conn.execute(select(tenants.c.id))).scalars())
+            if tenant is not None:
+                if tenant not in ids:
+                    raise ConfigurationError(f"no organisation {tenant!r} in this database")
+                ids = [tenant]
+            reports = []
+            for tenant_id in ids:
+                analytics = storage.Analytics(engine, tenant_id=tenant_id)
+                reports.append(
+                    (
+                        tenant_id,
+                        await analytics.summarise_and_prune(timedelta(days=older_than_days)),
+                    )
+                )
+            return reports
+        finally:
+            await accounts.aclose()
+
+    for tenant_id, report in _run(go):
+        typer.echo(
+            f"{tenant_id}: {report.moved} activities before {report.cutoff:%Y-%m-%d} summarised "
+            f"into daily rollups and deleted"
+        )
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 
