@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import Org  # type: ignore[import-not-found]
-from mailwarm.server import Role
+from mailwarm.server import Role, ServerSettings, create_app
 
 
 async def test_metrics_count_requests_by_route_template(api: httpx.AsyncClient, org: Org) -> None:
@@ -153,3 +153,18 @@ async def test_signed_in_routes_count_against_the_per_user_limit(
     # Per user: another user (of another organisation) still gets through; health needs none.
     assert (await api.get("/accounts", headers=other_org.auth())).status_code == 200
     assert (await api.get("/health")).status_code == 200
+
+
+async def test_the_server_freezes_its_startup_objects_out_of_the_collector(
+    server_settings: ServerSettings,
+) -> None:
+    import gc
+
+    from mailwarm.storage import upgrade
+
+    assert server_settings.database_url is not None
+    await upgrade(server_settings.database_url)
+    app = create_app(server_settings)
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,11 +100,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background = None
+        # Everything imported and built so far lives as long as the process: move it out of
+        # the cyclic collector's generations, so its full collections (pauses that every
+        # queued request waits for) scan only what requests allocate.
+        gc.freeze()
         try:
             if settings.run_scheduler or settings.demo:
                 background = asyncio.create_task(_run_scheduler(app, settings, engine))
             yield
         finally:
+            gc.unfreeze()
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
