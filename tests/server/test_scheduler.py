@@ -86,3 +86,8 @@ async def test_the_demo_server_warms_up_by_itself(
         assert sends >= 5
     printed = capsys.readouterr().out
     assert "sign in as owner@demo.example / " in printed
+    # An hour of virtual time per line, on the console, saying what the pool did.
+    progress = [line for line in printed.splitlines() if line.startswith("demo ")]
+    assert progress
+    assert " sent, " in progress[-1]
+    assert "(inbox " in progress[-1]

@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -122,11 +122,44 @@ class Scheduler:
         self.ticks += 1
         return ran
 
-    async def run_forever(self) -> None:
-        """Tick until cancelled."""
+    async def run_forever(self, report: Callable[[str], None] | None = None) -> None:
+        """Tick until cancelled; ``report`` (the demo's console) gets a line per virtual hour
+        saying what the demo organisation's pool did so far."""
+        last_hour = None
         while True:
             await self.step()
+            hour = self.clock.now().replace(minute=0, second=0, microsecond=0)
+            if report is not None and hour != last_hour:
+                last_hour = hour
+                report(await self._progress(hour))
             await asyncio.sleep(self.tick)
+
+    async def _progress(self, hour: datetime) -> str:
+        from sqlalchemy import func
+
+        from mailwarm.storage._schema import activities
+
+        query = (
+            select(activities.c.action, activities.c.placement, func.count())
+            .join(email_accounts, email_accounts.c.id == activities.c.account_id)
+            .where(email_accounts.c.tenant_id == DEMO_TENANT)
+            .group_by(activities.c.action, activities.c.placement)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        counts: dict[str, int] = {}
+        for action, placement, n in rows:
+            counts[action] = counts.get(action, 0) + n
+            if action == "delivered" and placement:
+                counts[f"placed:{placement}"] = counts.get(f"placed:{placement}", 0) + n
+        located = counts.get("placed:inbox", 0) + counts.get("placed:spam", 0)
+        inbox = f"{counts.get('placed:inbox', 0) / located:.0%}" if located else "-"
+        return (
+            f"demo {hour:%a %Y-%m-%d %H:%M} UTC (virtual): {counts.get('sent', 0)} sent, "
+            f"{counts.get('delivered', 0)} delivered (inbox {inbox}), "
+            f"{counts.get('opened', 0)} opened, {counts.get('replied', 0)} replies, "
+            f"{counts.get('rescued_from_spam', 0)} rescued from spam"
+        )
 
 
 async def create_demo(engine: AsyncEngine, keyring: Keyring, network: MemoryNetwork) -> str | None:
