@@ -52,6 +52,8 @@ bench: $(VENV)/.installed-dev mail-deps
 	$(BIN)/python benchmarks/plan_day.py
 	$(BIN)/python benchmarks/simulate.py
 	$(BIN)/python benchmarks/smtp_imap.py
+	$(BIN)/python benchmarks/analytics.py
+	$(BIN)/python benchmarks/server_load.py
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from _postgres import account_id, admin_connect, load_in_parallel, log, plain
 from sqlalchemy.engine import make_url
 
 import mailwarm as mw
@@ -106,30 +106,7 @@ FROM (
 """
 
 
-def account_id(i: int) -> str:
-    return hashlib.md5(f"account{i}".encode()).hexdigest()
-
-
 ACCOUNT = account_id(42)
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def admin_connect(url: str) -> asyncpg.Connection:
-    parsed = make_url(url)
-    return await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
 
 
 async def load(url: str, rows: int) -> list[tuple[str, str]]:
@@ -165,25 +142,7 @@ async def load(url: str, rows: int) -> list[tuple[str, str]]:
         for name, _ in indexes:
             await conn.execute(f"DROP INDEX {name}")
         exchange = DAYS * 86_400 / (rows / 4)
-        chunks = [(lo, min(lo + CHUNK, rows)) for lo in range(0, rows, CHUNK)]
-        done = 0
-        started = time.perf_counter()
-
-        async def loader() -> None:
-            nonlocal done
-            worker = await asyncpg.connect(plain(url))
-            try:
-                await worker.execute("SET synchronous_commit = off")
-                while chunks:
-                    lo, hi = chunks.pop(0)
-                    await worker.execute(GENERATE, lo, hi, START, exchange)
-                    done += hi - lo
-                    rate = done / (time.perf_counter() - started)
-                    log(f"  loaded {done:>12,} / {rows:,} activities ({rate:,.0f} rows/s)")
-            finally:
-                await worker.close()
-
-        await asyncio.gather(loader(), loader())
+        await load_in_parallel(url, rows, CHUNK, GENERATE, lambda lo, hi: (lo, hi, START, exchange))
         timed = time.perf_counter()
         await conn.execute("ALTER TABLE activities ADD CONSTRAINT pk_activities PRIMARY KEY (id)")
         await conn.execute(

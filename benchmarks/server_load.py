@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import random
 import socket
@@ -53,6 +52,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from _postgres import account_id, admin_connect, load_in_parallel, log, plain
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
@@ -141,27 +141,8 @@ SERVE = [
 ]
 
 
-def account_id(i: int) -> str:
-    return hashlib.md5(f"account{i}".encode()).hexdigest()
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 async def admin_execute(url: str, statement: str) -> None:
-    parsed = make_url(url)
-    conn = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
+    conn = await admin_connect(url)
     try:
         await conn.execute(statement)
     finally:
@@ -226,25 +207,9 @@ async def load(url: str, rows: int, accounts: int, tasks: int) -> None:
             name = definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
             await conn.execute(f"DROP INDEX IF EXISTS {name}")
         step = DAYS * 86_400 / max(rows, 1)
-        chunks = [(lo, min(lo + CHUNK, rows)) for lo in range(0, rows, CHUNK)]
-        done = 0
-        started = time.perf_counter()
-
-        async def loader() -> None:
-            nonlocal done
-            worker = await asyncpg.connect(plain(url))
-            try:
-                await worker.execute("SET synchronous_commit = off")
-                while chunks:
-                    lo, hi = chunks.pop(0)
-                    await worker.execute(ACTIVITIES, lo, hi, accounts, now, step)
-                    done += hi - lo
-                    rate = done / (time.perf_counter() - started)
-                    log(f"  loaded {done:>10,} / {rows:,} activities ({rate:,.0f} rows/s)")
-            finally:
-                await worker.close()
-
-        await asyncio.gather(loader(), loader())
+        await load_in_parallel(
+            url, rows, CHUNK, ACTIVITIES, lambda lo, hi: (lo, hi, accounts, now, step)
+        )
         timed = time.perf_counter()
         for name, definition in constraints:
             await conn.execute(f"ALTER TABLE activities ADD CONSTRAINT {name} {definition}")

@@ -195,13 +195,9 @@ async def test_conversations_and_planning_marks(store: Store) -> None:
     assert await store.planned_through("a0") == DAY + timedelta(days=1)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_a_claim_older_than_the_lease_is_taken_over(
-    kind: str, sqlite_url: str, new_postgres: Any
-) -> None:
+async def test_a_claim_older_than_the_lease_is_taken_over(migrated_url: str) -> None:
+    url = migrated_url
     async with contextlib.AsyncExitStack() as stack:
-        url = sqlite_url if kind == "sqlite" else await stack.enter_async_context(new_postgres())
-        await upgrade(url)
         store = SqlStore(url, lease=timedelta(minutes=15))
         stack.push_async_callback(store.aclose)
         await store.attach(ACCOUNTS)
@@ -215,13 +211,9 @@ async def test_a_claim_older_than_the_lease_is_taken_over(
         assert await store.claim_due(T0 + timedelta(minutes=20), 10) == []
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_concurrent_claimers_never_take_one_task_twice(
-    kind: str, sqlite_url: str, new_postgres: Any
-) -> None:
+async def test_concurrent_claimers_never_take_one_task_twice(migrated_url: str) -> None:
+    url = migrated_url
     async with contextlib.AsyncExitStack() as stack:
-        url = sqlite_url if kind == "sqlite" else await stack.enter_async_context(new_postgres())
-        await upgrade(url)
         # Four stores, four connection pools: as four schedulers or workers would be.
         stores = [SqlStore(url) for _ in range(4)]
         for store in stores:
@@ -243,13 +235,9 @@ async def test_concurrent_claimers_never_take_one_task_twice(
         assert sum(1 for taken in results if taken) >= 2  # they really did compete
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_concurrent_stores_never_pass_the_daily_cap(
-    kind: str, sqlite_url: str, new_postgres: Any
-) -> None:
+async def test_concurrent_stores_never_pass_the_daily_cap(migrated_url: str) -> None:
+    url = migrated_url
     async with contextlib.AsyncExitStack() as stack:
-        url = sqlite_url if kind == "sqlite" else await stack.enter_async_context(new_postgres())
-        await upgrade(url)
         stores = [SqlStore(url) for _ in range(20)]
         for store in stores:
             stack.push_async_callback(store.aclose)

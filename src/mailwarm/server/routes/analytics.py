@@ -72,15 +72,32 @@ def _figures(stats: Stats) -> dict[str, Any]:
     }
 
 
-async def _period(
-    database: Any, caller: Principal, account_id: str | None, start: date | None, end: date | None
-) -> tuple[date, date]:
+async def _query(
+    database: Any,
+    caller: Principal,
+    account_id: str | None,
+    pool: str | None,
+    start: date | None,
+    end: date | None,
+) -> tuple[Analytics, dict[str, Any]] | None:
+    """The organisation's analytics and the arguments of one query (the period at most
+    ``MAX_DAYS``, the latest ones; ``account_id`` wins over ``pool``), or ``None`` for an
+    empty period. Another organisation's account is a 404."""
     if account_id is not None:
         async with database.connect() as conn:
             await account_or_404(conn, caller.tenant_id, account_id)
     end = end or datetime.now(UTC).date()
     start = start or end - timedelta(days=29)
-    return start, end
+    if start > end:
+        return None
+    start = max(start, end - timedelta(days=MAX_DAYS - 1))
+    arguments = {
+        "start": start,
+        "end": end,
+        "account_id": account_id,
+        "pool": None if account_id else pool,
+    }
+    return Analytics(database, tenant_id=caller.tenant_id), arguments
 
 
 Start = Annotated[QueryDate | None, Query(description="First UTC day (default: 30 days ago).")]
@@ -102,15 +119,11 @@ async def daily(
     of an account, a pool (``account_id`` wins when both are given) or the organisation; at
     most 366 days, the latest ones when more are asked for; empty when ``start`` is after
     ``end``."""
-    start, end = await _period(database, caller, account_id, start, end)
-    if start > end:
+    query = await _query(database, caller, account_id, pool, start, end)
+    if query is None:
         return []
-    start = max(start, end - timedelta(days=MAX_DAYS - 1))
-    analytics = Analytics(database, tenant_id=caller.tenant_id)
-    rows = await analytics.daily(
-        start, end, account_id=account_id, pool=None if account_id else pool
-    )
-    return [DayFigures(day=r.day, **_figures(r)) for r in rows]
+    analytics, arguments = query
+    return [DayFigures(day=r.day, **_figures(r)) for r in await analytics.daily(**arguments)]
 
 
 @router.get(
@@ -125,12 +138,9 @@ async def providers(
     end: End = None,
 ) -> list[ProviderFigures]:
     """The same figures per receiving provider (the partner's provider) over a period."""
-    start, end = await _period(database, caller, account_id, start, end)
-    if start > end:
+    query = await _query(database, caller, account_id, pool, start, end)
+    if query is None:
         return []
-    start = max(start, end - timedelta(days=MAX_DAYS - 1))
-    analytics = Analytics(database, tenant_id=caller.tenant_id)
-    rows = await analytics.by_provider(
-        start, end, account_id=account_id, pool=None if account_id else pool
-    )
+    analytics, arguments = query
+    rows = await analytics.by_provider(**arguments)
     return [ProviderFigures(provider=r.provider, **_figures(r)) for r in rows]
