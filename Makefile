@@ -4,9 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-DEMO_ARGS ?= --accounts 20 --days 45 --seed 7 --strategy slow --strategy linear --strategy fast
+DEMO_PORT ?= 8000
+DEMO_DB   := $(abspath $(VENV))/demo.db
+SIMULATE_ARGS ?= --accounts 20 --days 45 --seed 7 --strategy slow --strategy linear --strategy fast
 
-.PHONY: demo test lint typecheck imports docs pytest mail-deps bench clean
+.PHONY: demo simulate test lint typecheck imports docs pytest mail-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +18,24 @@ $(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[lab]"
 	touch $@
 
+$(VENV)/.installed-server: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[server]"
+	touch $@
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[dev]"
-	touch $@ $(VENV)/.installed-lab
+	touch $@ $(VENV)/.installed-lab $(VENV)/.installed-server
 
-## demo: compare three ramp strategies on a simulated 20-account pool for 45 days
-demo: $(VENV)/.installed-lab
-	$(BIN)/mailwarm simulate $(DEMO_ARGS)
+## demo: the server on the embedded default (SQLite, in-process scheduler) with a demo pool
+## of six mailboxes on the in-memory mail network warming up at 120x speed; Ctrl-C stops it.
+## Each run starts from a fresh demo database, so the owner's sign-in is printed every time.
+demo: $(VENV)/.installed-server
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	MAILWARM_DEMO=true $(BIN)/mailwarm serve --port $(DEMO_PORT) --database sqlite:///$(DEMO_DB)
+
+## simulate: the strategy lab compares three ramp strategies on a 20-account pool for 45 days
+simulate: $(VENV)/.installed-lab
+	$(BIN)/mailwarm simulate $(SIMULATE_ARGS)
 
 ## test: lint, type-check, import contracts, docs build, and the whole test suite
 test: lint typecheck imports docs pytest

@@ -36,7 +36,12 @@ SETTINGS = {
 async def main() -> int:
     address, password = os.environ["MAILWARM_ADDRESS"], os.environ["MAILWARM_PASSWORD"]
     account = mw.EmailAccount(id="me", address=address, provider="smtp")
-    settings = {key: os.environ[env] for env, key in SETTINGS.items() if os.environ.get(env)}
+    settings: dict[str, str | int] = {
+        key: os.environ[env] for env, key in SETTINGS.items() if os.environ.get(env)
+    }
+    for port in ("smtp_port", "imap_port"):  # settings take numbers as numbers
+        if port in settings:
+            settings[port] = int(settings[port])
     credentials = mw.Credentials(account_id="me", password=password)
     async with create_provider(account, credentials, settings) as provider:
         report = await provider.check()

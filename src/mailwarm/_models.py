@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from mailwarm._json import JsonBool, JsonFloat, JsonInt
+
 __all__ = [
     "AccountStatus",
     "Activity",
@@ -206,7 +208,7 @@ class EmailAccount(_Model):
     status_reason: str | None = None
     timezone: str = "UTC"
     window: SendingWindow = Field(default_factory=SendingWindow)
-    daily_cap: int = Field(default=40, ge=0, le=10_000)
+    daily_cap: JsonInt = Field(default=40, ge=0, le=10_000)
     strategy: dict[str, Any] | None = None
     pool: str = Field(default="default", min_length=1, max_length=64)
     organisation: str | None = Field(default=None, max_length=200)
@@ -295,7 +297,7 @@ class WarmupTask(_Model):
     due_at: AwareDatetime
     status: TaskStatus = TaskStatus.PENDING
     attempts: int = Field(default=0, ge=0)
-    max_attempts: int = Field(default=5, ge=1, le=50)
+    max_attempts: JsonInt = Field(default=5, ge=1, le=50)
     idempotency_key: str = Field(min_length=1, max_length=200)
     peer_id: str | None = None
     message_id: str | None = None
@@ -330,15 +332,15 @@ class Setting(_Model):
 class EngagementSettings(_Model):
     """How receiving mailboxes treat warmup mail. Rates are probabilities in [0, 1]."""
 
-    open_rate: float = Field(default=0.95, ge=0, le=1)
-    reply_rate: float = Field(default=0.35, ge=0, le=1)
-    important_rate: float = Field(default=0.3, ge=0, le=1)
-    star_rate: float = Field(default=0.15, ge=0, le=1)
-    rescue_rate: float = Field(default=1.0, ge=0, le=1)
-    max_turns: int = Field(default=4, ge=1, le=10)
-    check_delay_seconds: tuple[int, int] = (60, 900)
-    dwell_seconds: tuple[int, int] = (45, 3600)
-    reply_delay_seconds: tuple[int, int] = (900, 4 * 3600)
+    open_rate: JsonFloat = Field(default=0.95, ge=0, le=1)
+    reply_rate: JsonFloat = Field(default=0.35, ge=0, le=1)
+    important_rate: JsonFloat = Field(default=0.3, ge=0, le=1)
+    star_rate: JsonFloat = Field(default=0.15, ge=0, le=1)
+    rescue_rate: JsonFloat = Field(default=1.0, ge=0, le=1)
+    max_turns: JsonInt = Field(default=4, ge=1, le=10)
+    check_delay_seconds: tuple[JsonInt, JsonInt] = (60, 900)
+    dwell_seconds: tuple[JsonInt, JsonInt] = (45, 3600)
+    reply_delay_seconds: tuple[JsonInt, JsonInt] = (900, 4 * 3600)
 
     @field_validator("check_delay_seconds", "dwell_seconds", "reply_delay_seconds")
     @classmethod
@@ -352,11 +354,11 @@ class EngagementSettings(_Model):
 class PairingSettings(_Model):
     """How recipients are chosen across the pool."""
 
-    allow_same_organisation: bool = False
-    partner_cooldown_days: int = Field(default=1, ge=0, le=60)
-    max_per_partner_per_week: int = Field(default=3, ge=1, le=100)
-    inbound_per_day_factor: float = Field(default=1.5, ge=1.0)
-    candidates: int = Field(default=4, ge=1, le=32)
+    allow_same_organisation: JsonBool = False
+    partner_cooldown_days: JsonInt = Field(default=1, ge=0, le=60)
+    max_per_partner_per_week: JsonInt = Field(default=3, ge=1, le=100)
+    inbound_per_day_factor: JsonFloat = Field(default=1.5, ge=1.0, le=100)
+    candidates: JsonInt = Field(default=4, ge=1, le=32)
 
 
 class PoolSettings(_Model):
@@ -366,8 +368,8 @@ class PoolSettings(_Model):
     strategy: dict[str, Any] = Field(default_factory=lambda: {"kind": "preset", "name": "medium"})
     engagement: EngagementSettings = Field(default_factory=EngagementSettings)
     pairing: PairingSettings = Field(default_factory=PairingSettings)
-    min_gap_seconds: int = Field(default=600, ge=0, le=6 * 3600)
-    jitter: float = Field(default=0.9, ge=0, le=1)
+    min_gap_seconds: JsonInt = Field(default=600, ge=0, le=6 * 3600)
+    jitter: JsonFloat = Field(default=0.9, ge=0, le=1)
     blackout_dates: frozenset[date] = frozenset()
 
     @field_serializer("blackout_dates")

@@ -85,6 +85,16 @@ def test_targets_follow_strategy_and_daily_cap(kit: Any) -> None:
     assert_valid_sends(plan, accounts)
 
 
+def test_a_strategy_without_upper_bound_plans_the_daily_cap(kit: Any) -> None:
+    # {"kind": "weekdays"} alone is a valid spec (the API accepts it): the cap bounds it.
+    accounts = kit.make_accounts(6, strategy={"kind": "weekdays"}, warmup_started_on=MONDAY)
+    accounts = [a.model_copy(update={"daily_cap": 3}) for a in accounts]
+    monday = plan_day(accounts, MONDAY, seed=1)
+    assert {p.target for p in monday.accounts.values()} == {3}
+    saturday = plan_day(accounts, SATURDAY, seed=1)
+    assert {p.target for p in saturday.accounts.values()} == {0}
+
+
 def test_pool_default_strategy_applies_when_account_has_none(kit: Any) -> None:
     accounts = kit.make_accounts(6)
     accounts[0] = accounts[0].model_copy(update={"strategy": kit.constant(2)})

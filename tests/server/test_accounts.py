@@ -458,3 +458,45 @@ async def test_without_a_master_key_secrets_are_not_stored(
     assert answer.status_code == 503
     assert "MAILWARM_MASTER_KEYS" in answer.json()["detail"]
     assert (await api.get("/accounts", headers=org.auth())).json()["items"] == []
+
+
+async def test_check_of_an_account_the_server_has_no_oauth_app_for_says_so(
+    app: Any, api: httpx.AsyncClient, org: Org
+) -> None:
+    from mailwarm.server._oauth import OAuthConfig
+
+    app.state.services.extras["oauth_apps"] = OAuthConfig(apps={}, public_url="https://x.test")
+    body = {"address": "bob@example.com", "provider": "graph", "refresh_token": "r-token"}
+    graph = await api.post("/accounts", json=body, headers=org.auth())
+    assert graph.status_code == 201, graph.text
+    answer = await api.post(f"/accounts/{graph.json()['id']}/check", headers=org.auth(Role.MANAGER))
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["ok"] is False
+    assert any("Entra ID app" in p for p in report["problems"]), report
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"provider": "gmail", "refresh_token": "tok\u00e9n"}, "refresh_token"),
+        ({"provider": "gmail", "refresh_token": None, "access_token": "a"}, "refresh_token"),
+        ({"smtp_host": ""}, "smtp_host"),
+        ({"smtp_host": "mail.example.com:587"}, "smtp_host"),
+        ({"imap_host": "b\u00fccher.example"}, "imap_host"),
+        ({"smtp_port": "587"}, "smtp_port"),
+        ({"verify_tls": 0}, "verify_tls"),
+        ({"daily_cap": True}, "daily_cap"),
+        ({"strategy": {"kind": "cap", "limit": 5.5}}, "strategy"),
+    ],
+)
+async def test_a_new_account_with_a_value_of_the_wrong_kind_is_refused(
+    api: httpx.AsyncClient, org: Org, extra: dict[str, Any], field: str
+) -> None:
+    if extra.get("provider") == "gmail":
+        body = {"address": "ann@example.com", **extra}
+    else:
+        body = account_body("ann@example.com", **extra)
+    answer = await api.post("/accounts", json=body, headers=org.auth())
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["detail"]

@@ -415,7 +415,7 @@ async def test_start_refuses_password_accounts_and_missing_apps(
     app.state.services.extras["oauth_apps"] = OAuthConfig(apps={}, public_url=PUBLIC)
     gmail_id = await add_account(app, org)
     missing = await start(api, org, gmail_id)
-    assert missing.status_code == 503
+    assert missing.status_code == 409
     assert "MAILWARM_GOOGLE_CLIENT_ID" in missing.json()["detail"]
 
 

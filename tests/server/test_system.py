@@ -168,3 +168,61 @@ async def test_the_server_freezes_its_startup_objects_out_of_the_collector(
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+async def test_a_preview_of_a_ramp_without_upper_bound_stops_at_the_daily_cap(
+    api: httpx.AsyncClient, org: Org
+) -> None:
+    # WeekdaysOnly alone says only "not at weekends": the cap bounds the other days.
+    body = {"strategy": {"kind": "weekdays"}, "days": 7, "daily_cap": 9}
+    answer = await api.post("/strategies/preview", json=body, headers=org.auth(Role.VIEWER))
+    assert answer.status_code == 200, answer.text
+    assert [d["sends"] for d in answer.json()] == [9, 9, 9, 9, 9, 0, 0]  # from a Monday
+
+
+@pytest.mark.parametrize(
+    ("strategy", "words"),
+    [
+        ({"kind": "linear", "start": "5"}, "expected a number"),
+        ({"kind": "linear", "start": True}, "expected a number"),
+        ({"kind": "table", "values": [4], "extra": 1}, "unknown field 'extra'"),
+        ({"kind": "waypoints", "points": [[7, 3], [1, 5]]}, "strictly increase"),
+        ('{"kind": "linear"}', "unknown preset"),  # the API takes spec objects, not JSON text
+    ],
+)
+async def test_a_preview_refuses_what_the_spec_schema_refuses(
+    api: httpx.AsyncClient, org: Org, strategy: Any, words: str
+) -> None:
+    body = {"strategy": strategy}
+    answer = await api.post("/strategies/preview", json=body, headers=org.auth(Role.VIEWER))
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "strategy"
+    assert words in answer.json()["detail"]
+
+
+def test_the_api_description_holds_the_strategy_spec_schema(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        jwt_secret="d" * 40,  # type: ignore[arg-type]
+        database_url=f"sqlite:///{tmp_path / 'doc.db'}",
+    )
+    document = create_app(settings).openapi()
+    schemas = document["components"]["schemas"]
+    assert {"StrategySpec", "FactorSpec", "LinearSpec", "WaypointsSpec"} <= set(schemas)
+    preview = schemas["PreviewRequest"]["properties"]["strategy"]
+    assert {"$ref": "#/components/schemas/StrategySpec"} in preview["anyOf"]
+    # Every bound is written as JSON Schema's minimum/maximum: pydantic writes bounds that it
+    # cannot place as "ge"/"le", which clients and schemathesis would silently ignore.
+    leaks: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in {"ge", "le", "gt", "lt"} and not path.endswith("properties"):
+                    leaks.append(f"{path}/{key}")
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}/{i}")
+
+    walk(document, "")
+    assert leaks == []

@@ -9,6 +9,7 @@ shell history and in every user's ``ps``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -291,6 +292,9 @@ def _parse_setting(text: str) -> tuple[str, Any]:
         parsed = int(value)
     elif value.lower() in ("true", "false"):
         parsed = value.lower() == "true"
+    else:
+        with contextlib.suppress(ValueError):
+            parsed = float(value)  # a timeout such as 12.5
     return key, parsed
 
 

@@ -23,6 +23,7 @@ from mailwarm._models import (
 )
 from mailwarm.engine._pairing import PairHistory, PoolIndex, pair_recipient_ids
 from mailwarm.strategies import RampContext, RampMetrics, Strategy, strategy_from_spec
+from mailwarm.strategies._base import capped_count
 from mailwarm.strategies._timing import is_send_day, send_offsets, window_bounds
 
 __all__ = ["AccountPlan", "DayPlan", "PlanInput", "plan_day", "resolve_strategy"]
@@ -194,7 +195,7 @@ def _plan_day(
             eligible_recipients=index.eligible_recipients(i, pairing),
             seed=ramp_seed,
         )
-        target = min(strategy(ctx), account.daily_cap) if warmup_day >= 1 else 0
+        target = capped_count(strategy, ctx, account.daily_cap) if warmup_day >= 1 else 0
         plan = AccountPlan(account_id, local_day, warmup_day, target)
         plans[account_id] = plan
         if target <= 0 or health is HealthState.PAUSED:

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 from email.utils import parseaddr
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Interval
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mailwarm._errors import (
     ConfigurationError,
@@ -38,6 +39,7 @@ from mailwarm._errors import (
     QuotaExhausted,
     UnsupportedAction,
 )
+from mailwarm._json import JsonFloat, json_number
 from mailwarm._models import Credentials, EmailAccount, Placement
 from mailwarm.engine import (
     BaseProvider,
@@ -71,6 +73,7 @@ LOCATE_CHUNK = 20
 # Characters Gmail's search syntax gives a meaning ({ } ( ) quotes, spaces); a Message-ID
 # containing one cannot be searched for reliably, so such ids are reported as not found.
 _SEARCH_UNSAFE = frozenset('{}()" \t\r\n')
+SendLimit = Annotated[int, Interval(ge=1, le=2_000), BeforeValidator(json_number)]
 
 
 class GmailSettings(BaseModel):
@@ -85,8 +88,8 @@ class GmailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     account_type: AccountType | None = None
-    daily_send_limit: int | None = Field(default=None, ge=1, le=2_000)
-    timeout: float = Field(default=30.0, gt=0, le=300)
+    daily_send_limit: SendLimit | None = None
+    timeout: JsonFloat = Field(default=30.0, gt=0, le=300)
 
     def resolved_account_type(self, address: str) -> AccountType:
         """``account_type``, or the default for ``address``'s domain."""

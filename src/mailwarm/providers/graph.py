@@ -29,6 +29,7 @@ from mailwarm._errors import (
     ProviderError,
     UnsupportedAction,
 )
+from mailwarm._json import JsonFloat, JsonInt
 from mailwarm._models import Credentials, EmailAccount
 from mailwarm.engine import (
     BaseProvider,
@@ -60,15 +61,15 @@ class GraphSettings(BaseModel):
         description='"me" (the signed-in account) or a user id / userPrincipalName whose '
         "mailbox the account was delegated",
     )
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
-    page_size: int = Field(default=100, ge=1, le=1000, description="$top of list requests")
-    sends_per_minute: int = Field(
+    timeout_seconds: JsonFloat = Field(default=30.0, gt=0, le=300)
+    page_size: JsonInt = Field(default=100, ge=1, le=1000, description="$top of list requests")
+    sends_per_minute: JsonInt = Field(
         default=30, ge=1, le=30, description="Exchange Online allows 30 messages a minute"
     )
-    recipients_per_day: int = Field(
+    recipients_per_day: JsonInt = Field(
         default=10_000, ge=1, le=10_000, description="Exchange Online: 10,000 a rolling day"
     )
-    sent_copy_wait_seconds: float = Field(
+    sent_copy_wait_seconds: JsonFloat = Field(
         default=30.0,
         ge=0,
         le=600,

@@ -12,6 +12,7 @@ Needs the ``smtp`` extra: ``pip install "mailwarm[smtp]"``.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -33,6 +34,7 @@ from mailwarm._errors import (
     UnsupportedAction,
 )
 from mailwarm._extras import require
+from mailwarm._json import JsonBool, JsonFloat, JsonInt, Port
 from mailwarm._models import Credentials, EmailAccount
 from mailwarm.engine import (
     BaseProvider,
@@ -91,6 +93,16 @@ def default_hosts(domain: str) -> tuple[str, str]:
     return _WELL_KNOWN.get(domain.lower(), (f"smtp.{domain}", f"imap.{domain}"))
 
 
+# A host name (letters, digits, hyphens; labels of up to 63), an IPv4 address, or an IPv6
+# address in brackets: exactly what the settings accept, also given to the API description.
+HOST_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"\.?|\[[0-9A-Fa-f:.]{2,45}\])$"
+)
+HOST = re.compile(HOST_PATTERN)
+_HOST_SCHEMA: dict[str, Any] = {"pattern": HOST_PATTERN, "maxLength": 253}
+
+
 class SmtpImapSettings(BaseModel):
     """Connection settings of an SMTP/IMAP account; every field has a default.
 
@@ -100,36 +112,34 @@ class SmtpImapSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    smtp_host: str | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_host: str | None = Field(default=None, json_schema_extra=_HOST_SCHEMA)
+    smtp_port: Port | None = None
     smtp_security: Security = Security.STARTTLS
-    imap_host: str | None = None
-    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_host: str | None = Field(default=None, json_schema_extra=_HOST_SCHEMA)
+    imap_port: Port | None = None
     imap_security: Security = Security.TLS
     username: str | None = None
     ca_file: str | None = None
-    verify_tls: bool = True
-    allow_plaintext: bool = False
-    append_sent: bool | None = None
+    verify_tls: JsonBool = True
+    allow_plaintext: JsonBool = False
+    append_sent: JsonBool | None = None
     spam_folder: str | None = None
     sent_folder: str | None = None
-    max_connections: int = Field(default=2, ge=1, le=20)
-    timeout: float = Field(default=30.0, gt=0, le=600)
+    max_connections: JsonInt = Field(default=2, ge=1, le=20)
+    timeout: JsonFloat = Field(default=30.0, gt=0, le=600)
 
     @field_validator("smtp_host", "imap_host")
     @classmethod
     def _check_host(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().rstrip(".")
-        bracketed = value.startswith("[") and value.endswith("]")  # an IPv6 literal
-        bad = not value or "://" in value or "/" in value or " " in value
-        if bad or (":" in value and not bracketed):
+        if len(value) > 253 or not HOST.match(value):
             raise ValueError(
                 f"{value!r} is not a host name: give only the name, like mail.example.com "
-                "(put the port in smtp_port / imap_port)"
+                "(put the port in smtp_port / imap_port; write an international name in its "
+                "xn-- form, an IPv6 address in brackets)"
             )
-        return value.strip("[]")
+        return value.rstrip(".").strip("[]")
 
 
 def _ssl_context(settings: SmtpImapSettings) -> ssl.SSLContext:

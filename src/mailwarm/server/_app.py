@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -132,4 +133,23 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_metrics(app, metrics)
     app.include_router(api_router(), prefix=API_PREFIX)
+    _describe_strategy_specs(app)
     return app
+
+
+def _describe_strategy_specs(app: FastAPI) -> None:
+    """Add the strategy registry's spec schemas (``StrategySpec``, ``FactorSpec``, one per
+    kind) to the OpenAPI components that request bodies refer to (``STRATEGY_SCHEMA``)."""
+    from mailwarm.strategies import spec_json_schema
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(spec_json_schema("#/components/schemas/"))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -132,13 +132,13 @@ class OAuthConfig:
         return cls(apps=apps, public_url=public_url.rstrip("/"))
 
     def app(self, provider: str) -> OAuthApp:
-        """The app for ``provider``; a 503 problem naming the variables when there is none
-        (the server is not set up for it: nothing the caller can change)."""
+        """The app for ``provider``; a 409 problem naming the variables when there is none
+        (the server is not set up for it: the operator, not the caller, changes that)."""
         found = self.apps.get(provider)
         if found is None:
             prefix = "MAILWARM_GOOGLE" if provider == "google" else "MAILWARM_MICROSOFT"
             raise Problem(
-                503,
+                409,
                 f"the server has no {provider} OAuth app: the operator sets "
                 f"{prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET (docs/server/oauth.md)",
                 title="OAuth not configured",

@@ -50,7 +50,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _described("Not signed in, or the access token is invalid or expired."),
     403: _described("Signed in, but the role does not allow this."),
     404: _described("No such object in your organisation."),
-    409: _described("Conflicts with the current state (a duplicate, an Idempotency-Key reused)."),
+    409: _described(
+        "Conflicts with the current state (a duplicate, an Idempotency-Key reused, "
+        "a provider the server has no OAuth app for)."
+    ),
     422: _described("Invalid input: `errors` names each field at fault."),
     429: _described("Too many requests: retry after the `Retry-After` seconds."),
     502: _described("A mail provider failed."),

@@ -15,6 +15,7 @@ import re
 from datetime import date, datetime, time
 from typing import Annotated, Any
 
+from annotated_types import Interval
 from fastapi import Query
 from pydantic import (
     AwareDatetime,
@@ -23,15 +24,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
 )
 
+from mailwarm._errors import ConfigurationError
+from mailwarm._json import JsonInt, json_number
 from mailwarm._models import PoolSettings, TaskKind
 from mailwarm.server._problems import Problem
-from mailwarm.strategies import parse_strategy, strategy_from_spec
+from mailwarm.strategies import PRESETS, Preset, strategy_from_spec
 
 __all__ = [
     "PRIVILEGED_FIELDS",
+    "STRATEGY_SCHEMA",
     "AccountCreate",
     "AccountOut",
     "AccountPage",
@@ -44,6 +49,7 @@ __all__ = [
     "CredentialsIn",
     "CredentialsSummary",
     "PoolSettingsIn",
+    "StrategyIn",
     "TaskCreate",
     "TaskOut",
     "TaskPage",
@@ -79,14 +85,31 @@ PRIVILEGED_FIELDS = frozenset(
 )
 
 Weekday = Annotated[int, Field(ge=0, le=6)]
-StrategyIn = str | dict[str, Any]
+# Bounds inside the Annotated, so that an optional field's schema says minimum and maximum.
+DailyCap = Annotated[int, Interval(ge=0, le=10_000), BeforeValidator(json_number)]
+Rate = Annotated[float, Interval(ge=0, le=1), BeforeValidator(json_number)]
+# A strategy in a request: a preset's name or a spec object. The spec's schema is the
+# strategy registry's own (components StrategySpec, FactorSpec and one per kind, added by
+# create_app), so clients and schemathesis see every kind's exact fields.
+STRATEGY_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "enum": sorted(PRESETS), "description": "A preset's name."},
+        {"$ref": "#/components/schemas/StrategySpec"},
+    ]
+}
+StrategyIn = Annotated[str | dict[str, Any], WithJsonSchema(STRATEGY_SCHEMA)]
 
 
-def normalise_strategy(value: StrategyIn) -> dict[str, Any]:
-    """A strategy spec from a preset name, a JSON spec text or a spec object (a
+def normalise_strategy(value: str | dict[str, Any]) -> dict[str, Any]:
+    """A strategy spec from a preset name or a spec object (a
     :class:`~mailwarm.ConfigurationError`, which is a ``ValueError``, when it is wrong)."""
     if isinstance(value, str):
-        return parse_strategy(value).to_spec()
+        if value not in PRESETS:
+            raise ConfigurationError(
+                f"unknown preset {value!r}: choose one of {', '.join(sorted(PRESETS))}, "
+                'or give a spec object such as {"kind": "linear", "start": 5}'
+            )
+        return Preset(name=value).to_spec()
     return strategy_from_spec(value).to_spec()
 
 
@@ -128,6 +151,11 @@ ADDRESS_PATTERN = (
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 )
+# ... and its length limits (RFC 5321: a local part of at most 64 characters, a domain of at
+# most 253), as patterns of their own beside the shape's.
+ADDRESS_LIMITS: dict[str, Any] = {
+    "allOf": [{"pattern": "^[^@]{1,64}@"}, {"pattern": "@[^@]{1,253}$"}]
+}
 # Connection settings a user of a shared server may not set (they name files of the server).
 SERVER_ONLY_SETTINGS = {"ca_file"}
 # The secrets each provider needs in a new account (one of them).
@@ -192,6 +220,16 @@ def _per_provider(schema: dict[str, Any]) -> None:
         )
     schema.clear()
     schema.update({"title": "New account", "oneOf": variants})
+
+
+# OAuth tokens are printable ASCII (RFC 6749's VSCHAR): anything else cannot go in a header.
+TOKEN_PATTERN = r"^[\x20-\x7e]+$"  # noqa: S105 (a pattern, not a secret)
+TOKEN = re.compile(TOKEN_PATTERN)
+
+
+def _token(schema: dict[str, Any]) -> None:
+    not_null(schema)
+    schema["pattern"] = TOKEN_PATTERN
 
 
 def reject_null(value: Any) -> Any:
@@ -263,23 +301,36 @@ class AccountCreate(BaseModel):
 
     model_config = ConfigDict(extra="allow", json_schema_extra=lambda s: _per_provider(s))
 
-    address: str = Field(min_length=3, max_length=320, pattern=ADDRESS_PATTERN)
+    address: str = Field(
+        min_length=3, max_length=320, pattern=ADDRESS_PATTERN, json_schema_extra=ADDRESS_LIMITS
+    )
     display_name: str | None = Field(default=None, max_length=200)
     provider: str = Field(default="smtp", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     timezone: str | None = Field(default=None, json_schema_extra=_zones)
     window: WindowIn | None = None
-    daily_cap: int | None = Field(default=None, ge=0, le=10_000)
+    daily_cap: DailyCap | None = None
     strategy: StrategyIn | None = None
     organisation: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = None
     pool: str = Field(default="default", min_length=1, max_length=64)
-    password: SecretStr | None = Field(default=None, min_length=1)
-    access_token: SecretStr | None = Field(default=None, min_length=1)
-    refresh_token: SecretStr | None = Field(default=None, min_length=1)
+    password: SecretStr | None = Field(default=None, min_length=1, json_schema_extra=not_null)
+    access_token: SecretStr | None = Field(default=None, min_length=1, json_schema_extra=_token)
+    refresh_token: SecretStr | None = Field(default=None, min_length=1, json_schema_extra=_token)
+
+    @field_validator("access_token", "refresh_token")
+    @classmethod
+    def _printable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not TOKEN.match(value.get_secret_value()):
+            raise ValueError("an OAuth token is printable ASCII (as the provider gave it)")
+        return value
+
+    _no_null_secrets = field_validator("password", "access_token", "refresh_token", mode="before")(
+        reject_null
+    )
 
     @field_validator("strategy")
     @classmethod
-    def _strategy(cls, value: StrategyIn | None) -> dict[str, Any] | None:
+    def _strategy(cls, value: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return None if value is None else normalise_strategy(value)
 
 
@@ -292,12 +343,12 @@ class AccountUpdate(_Request):
     timezone: str | None = Field(default=None, json_schema_extra=_zone_not_null)
     window: WindowIn | None = Field(default=None, json_schema_extra=not_null)
     weekdays: list[Weekday] | None = Field(default=None, min_length=1, json_schema_extra=not_null)
-    daily_cap: int | None = Field(default=None, ge=0, le=10_000, json_schema_extra=not_null)
+    daily_cap: DailyCap | None = Field(default=None, json_schema_extra=not_null)
     strategy: StrategyIn | None = None
     organisation: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = Field(default=None, json_schema_extra=not_null)
     pool: str | None = Field(default=None, min_length=1, max_length=64, json_schema_extra=not_null)
-    reply_rate: float | None = Field(default=None, ge=0, le=1, json_schema_extra=not_null)
+    reply_rate: Rate | None = Field(default=None, json_schema_extra=not_null)
 
     _no_nulls = field_validator(
         "timezone", "window", "weekdays", "daily_cap", "tags", "pool", "reply_rate", mode="before"
@@ -305,7 +356,7 @@ class AccountUpdate(_Request):
 
     @field_validator("strategy")
     @classmethod
-    def _strategy(cls, value: StrategyIn | None) -> dict[str, Any] | None:
+    def _strategy(cls, value: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return None if value is None else normalise_strategy(value)
 
 
@@ -329,19 +380,29 @@ class TaskCreate(_Request):
     kind: TaskKind
     due_at: AwareDatetime | None = None  # default: now
     peer_id: str | None = Field(default=None, min_length=1, max_length=64)
-    max_attempts: int = Field(default=5, ge=1, le=50)
+    max_attempts: JsonInt = Field(default=5, ge=1, le=50)
 
 
 class PoolSettingsIn(PoolSettings):
     """A pool's settings (every field optional: omitted ones take their defaults);
     ``strategy`` may be a preset name. ``name`` defaults to the ``pool`` query parameter."""
 
-    @field_validator("strategy", mode="before")
+    strategy: StrategyIn = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"kind": "preset", "name": "medium"}
+    )
+    blackout_dates: frozenset[QueryDate] = frozenset()
+
+    @field_validator("blackout_dates", mode="before")
     @classmethod
-    def _strategy(cls, value: Any) -> Any:
-        if isinstance(value, str | dict):
-            return normalise_strategy(value)
+    def _dates_once(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(set(map(str, value))) != len(value):
+            raise ValueError("give each date once")
         return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value: str | dict[str, Any]) -> dict[str, Any]:
+        return normalise_strategy(value)
 
 
 # -- responses -------------------------------------------------------------------------------

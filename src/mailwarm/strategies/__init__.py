@@ -37,6 +37,7 @@ from mailwarm.strategies._registry import (
     register,
     strategy_from_spec,
 )
+from mailwarm.strategies._schema import spec_json_schema
 from mailwarm.strategies._timing import local_instant, plan_send_times, window_bounds
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "parse_strategy",
     "plan_send_times",
     "register",
+    "spec_json_schema",
     "standard",
     "strategy_from_spec",
     "window_bounds",

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar, Self, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailwarm._errors import ConfigurationError
+from mailwarm._json import JsonFloat
 from mailwarm._models import HealthState
 
 __all__ = [
@@ -150,6 +151,12 @@ def to_count(value: float) -> int:
     return max(0, math.floor(value + 0.5))
 
 
+def capped_count(ramp: RampLike, ctx: RampContext, cap: int) -> int:
+    """The whole number of sends for ``ctx``, never above ``cap``: a ramp without an upper
+    bound of its own (``WeekdaysOnly()`` alone) then sends ``cap``."""
+    return to_count(min(_call(ramp, ctx), float(cap)))
+
+
 def _call(ramp: RampLike, ctx: RampContext) -> float:
     if isinstance(ramp, Strategy):
         return ramp.value(ctx)
@@ -258,7 +265,7 @@ class Constant(Factor):
     """A fixed multiplier, e.g. ``ramp * 0.5``."""
 
     kind: ClassVar[str] = "constant"
-    value: float
+    value: JsonFloat = Field(ge=0, le=1_000)
 
     def factor(self, ctx: RampContext) -> float:
         return max(0.0, self.value)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 from hashlib import blake2b
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from annotated_types import Interval
+from pydantic import BeforeValidator, Field, field_validator
 
+from mailwarm._json import JsonFloat, JsonInt, json_number
 from mailwarm._models import HealthState
-from mailwarm.strategies._base import Factor, RampContext, Strategy
+from mailwarm.strategies._base import (
+    Factor,
+    RampContext,
+    Strategy,
+)
 
 __all__ = ["Cap", "DailyVariation", "HealthDamper", "RecipientCap", "WeekdaysOnly"]
 
@@ -18,7 +24,7 @@ class Cap(Strategy):
     """A constant: ``ramp & Cap(40)`` never exceeds 40."""
 
     kind: ClassVar[str] = "cap"
-    limit: int = Field(ge=0, le=100_000)
+    limit: JsonInt = Field(ge=0, le=100_000)
 
     def value(self, ctx: RampContext) -> float:
         return float(self.limit)
@@ -28,13 +34,15 @@ class WeekdaysOnly(Strategy):
     """No sends on days outside ``days`` (Monday is 0): use as ``ramp & WeekdaysOnly()``."""
 
     kind: ClassVar[str] = "weekdays"
-    days: frozenset[int] = frozenset({0, 1, 2, 3, 4})
+    days: frozenset[Annotated[int, Interval(ge=0, le=6), BeforeValidator(json_number)]] = frozenset(
+        {0, 1, 2, 3, 4}
+    )
 
-    @field_validator("days")
+    @field_validator("days", mode="before")
     @classmethod
-    def _check_days(cls, days: frozenset[int]) -> frozenset[int]:
-        if any(not 0 <= d <= 6 for d in days):
-            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+    def _no_repeats(cls, days: Any) -> Any:
+        if isinstance(days, list | tuple) and any(days.count(d) > 1 for d in days):
+            raise ValueError(f"each day once, got {list(days)}")
         return days
 
     def value(self, ctx: RampContext) -> float:
@@ -61,7 +69,7 @@ class DailyVariation(Factor):
     day yet re-planning never changes them."""
 
     kind: ClassVar[str] = "variation"
-    spread: float = Field(default=0.15, ge=0, le=0.9)
+    spread: JsonFloat = Field(default=0.15, ge=0, le=0.9)
 
     def factor(self, ctx: RampContext) -> float:
         key = f"{ctx.seed}:{ctx.account_id}:{ctx.date.toordinal()}".encode()
@@ -74,8 +82,8 @@ class HealthDamper(Factor):
     """Scale volume by account health: ``watch`` and ``throttled`` slow down, ``paused`` stops."""
 
     kind: ClassVar[str] = "health"
-    watch: float = Field(default=0.7, ge=0, le=1)
-    throttled: float = Field(default=0.5, ge=0, le=1)
+    watch: JsonFloat = Field(default=0.7, ge=0, le=1)
+    throttled: JsonFloat = Field(default=0.5, ge=0, le=1)
 
     def factor(self, ctx: RampContext) -> float:
         if ctx.health == HealthState.WATCH:

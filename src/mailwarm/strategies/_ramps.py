@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from annotated_types import Interval
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from mailwarm._errors import ConfigurationError
-from mailwarm.strategies._base import RampContext, Strategy, _call
+from mailwarm._json import JsonFloat, JsonInt, json_number
+from mailwarm.strategies._base import (
+    RampContext,
+    Strategy,
+    _call,
+)
 
 __all__ = ["Adaptive", "Geometric", "Linear", "Table", "Waypoints"]
+
+Sends = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(json_number)]
+Day = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(json_number)]
+# A (day, sends) point, described as a pair of integers in the one range both fit (prefixItems,
+# which would tell the two apart, is not understood by every JSON Schema tool).
+_POINT_SCHEMA = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0, "maximum": 100_000},
+    "minItems": 2,
+    "maxItems": 2,
+}
+Rate = Annotated[float, Interval(ge=0, le=1), BeforeValidator(json_number)]
 
 
 class Linear(Strategy):
     """``start + step * (day - 1)``, never above ``cap``. Monotone: never decreases with day."""
 
     kind: ClassVar[str] = "linear"
-    start: int = Field(default=10, ge=0, le=10_000)
-    step: float = Field(default=1.0, ge=0, le=1_000)
-    cap: int = Field(default=40, ge=0, le=10_000)
+    start: JsonInt = Field(default=10, ge=0, le=10_000)
+    step: JsonFloat = Field(default=1.0, ge=0, le=1_000)
+    cap: JsonInt = Field(default=40, ge=0, le=10_000)
 
     def value(self, ctx: RampContext) -> float:
         return min(float(self.cap), self.start + self.step * (max(ctx.day, 1) - 1))
@@ -30,9 +48,9 @@ class Geometric(Strategy):
     """``start * factor ** (day - 1)``, never above ``cap``: a percentage increase each day."""
 
     kind: ClassVar[str] = "geometric"
-    start: int = Field(default=5, ge=0, le=10_000)
-    factor: float = Field(default=1.15, ge=1.0, le=3.0)
-    cap: int = Field(default=50, ge=0, le=10_000)
+    start: JsonInt = Field(default=5, ge=0, le=10_000)
+    factor: JsonFloat = Field(default=1.15, ge=1.0, le=3.0)
+    cap: JsonInt = Field(default=50, ge=0, le=10_000)
 
     def value(self, ctx: RampContext) -> float:
         day = max(ctx.day, 1) - 1
@@ -48,23 +66,22 @@ class Geometric(Strategy):
 
 class Waypoints(Strategy):
     """Piecewise-linear between ``(day, sends)`` points; holds the first value before the first
-    point and the last value after the last (the shape of the slow/medium/fast presets)."""
+    point and the last value after the last (the shape of the slow/medium/fast presets).
+    Warmup days count from 1; the points' days must strictly increase."""
 
     kind: ClassVar[str] = "waypoints"
-    points: tuple[tuple[int, int], ...]
+    points: tuple[tuple[Day, Sends], ...] = Field(
+        min_length=1,
+        max_length=366,
+        json_schema_extra={"items": _POINT_SCHEMA},  # type: ignore[dict-item]
+    )
 
     @field_validator("points")
     @classmethod
     def _check_points(cls, points: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-        if not points:
-            raise ValueError("give at least one (day, sends) point, e.g. [[1, 3], [14, 25]]")
         days = [d for d, _ in points]
-        if any(d < 1 for d in days):
-            raise ValueError("waypoint days count from 1")
         if any(b <= a for a, b in itertools.pairwise(days)):
             raise ValueError(f"waypoint days must strictly increase, got {days}")
-        if any(v < 0 for _, v in points):
-            raise ValueError("waypoint sends cannot be negative")
         return points
 
     def value(self, ctx: RampContext) -> float:
@@ -83,16 +100,7 @@ class Table(Strategy):
     """An explicit list: ``values[day - 1]``, holding the last value after the table ends."""
 
     kind: ClassVar[str] = "table"
-    values: tuple[int, ...]
-
-    @field_validator("values")
-    @classmethod
-    def _check_values(cls, values: tuple[int, ...]) -> tuple[int, ...]:
-        if not values:
-            raise ValueError("give at least one value, e.g. [5, 8, 12]")
-        if any(v < 0 for v in values):
-            raise ValueError("table values cannot be negative")
-        return values
+    values: tuple[Sends, ...] = Field(min_length=1, max_length=3_650)
 
     def value(self, ctx: RampContext) -> float:
         index = min(max(ctx.day, 1), len(self.values)) - 1
@@ -108,19 +116,21 @@ class Adaptive(Strategy):
     - spam rate at or above ``hold_spam``: hold at the last day's sends;
     - spam rate at or below ``clean_spam``: speed up, up to ``boost`` above the last day's
       sends, never below ``base`` and never above ``cap``.
+
+    The thresholds must satisfy ``clean_spam <= hold_spam <= backoff_spam``.
     """
 
     kind: ClassVar[str] = "adaptive"
     base: Any
-    cap: int = Field(default=60, ge=0, le=10_000)
-    min_samples: int = Field(default=20, ge=1)
-    hold_spam: float = Field(default=0.05, ge=0, le=1)
-    backoff_spam: float = Field(default=0.15, ge=0, le=1)
-    backoff_bounce: float = Field(default=0.05, ge=0, le=1)
-    backoff_complaint: float = Field(default=0.003, ge=0, le=1)
-    clean_spam: float = Field(default=0.02, ge=0, le=1)
-    backoff: float = Field(default=0.5, ge=0, le=1)
-    boost: float = Field(default=0.2, ge=0, le=2)
+    cap: JsonInt = Field(default=60, ge=0, le=10_000)
+    min_samples: JsonInt = Field(default=20, ge=1, le=1_000_000)
+    hold_spam: Rate = 0.05
+    backoff_spam: Rate = 0.15
+    backoff_bounce: Rate = 0.05
+    backoff_complaint: Rate = 0.003
+    clean_spam: Rate = 0.02
+    backoff: Rate = 0.5
+    boost: JsonFloat = Field(default=0.2, ge=0, le=2)
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> Adaptive:

@@ -34,7 +34,13 @@ from mailwarm.strategies._modifiers import (
 from mailwarm.strategies._presets import PRESETS, Preset
 from mailwarm.strategies._ramps import Adaptive, Geometric, Linear, Table, Waypoints
 
-__all__ = ["factor_from_spec", "parse_strategy", "register", "strategy_from_spec"]
+__all__ = [
+    "factor_from_spec",
+    "parse_strategy",
+    "register",
+    "registered_kinds",
+    "strategy_from_spec",
+]
 
 ENTRY_POINT_GROUP = "mailwarm.strategies"
 
@@ -85,6 +91,12 @@ def _load_entry_points() -> None:
             register(ep.load())
 
 
+def registered_kinds() -> list[type[Strategy] | type[Factor]]:
+    """Every strategy and factor class that specs may name (entry points included)."""
+    _load_entry_points()
+    return list(_KINDS.values())
+
+
 def _lookup(spec: Any) -> tuple[type[Strategy] | type[Factor], dict[str, Any]]:
     if not isinstance(spec, dict):
         raise ConfigurationError(
@@ -94,7 +106,7 @@ def _lookup(spec: Any) -> tuple[type[Strategy] | type[Factor], dict[str, Any]]:
     if not isinstance(kind, str):
         raise ConfigurationError(f'a strategy spec needs a "kind": {spec!r}')
     version = spec.get("version", SPEC_VERSION)
-    if version != SPEC_VERSION:
+    if type(version) is not int or version != SPEC_VERSION:
         raise ConfigurationError(f"strategy spec version {version!r} is not supported (expected 1)")
     if kind not in _KINDS:
         _load_entry_points()
@@ -107,6 +119,13 @@ def _lookup(spec: Any) -> tuple[type[Strategy] | type[Factor], dict[str, Any]]:
 
 
 def _build(cls: type[Strategy] | type[Factor], fields: dict[str, Any], kind: str) -> Any:
+    unknown = sorted(set(fields) - set(cls.model_fields))
+    if unknown:
+        known = ", ".join(["kind", "version", *cls.model_fields])
+        raise ConfigurationError(
+            f"invalid {kind!r} strategy: unknown field {', '.join(map(repr, unknown))} "
+            f"(its fields are {known})"
+        )
     try:
         return cls.from_spec(fields)
     except ValidationError as exc:

@@ -578,7 +578,13 @@ async def check_account(
             on_credentials=accounts.save_credentials,
             oauth=dict(oauth_config(services(request)).apps),  # to refresh OAuth tokens
         )
-        provider = create_provider(account, creds, row.connection, context=context)
+        try:
+            provider = create_provider(account, creds, row.connection, context=context)
+        except ConfigurationError as exc:
+            # Stored settings that no longer fit, or a server not set up for the provider
+            # (no OAuth app): the report says what to fix, like any failed login.
+            out = CheckOut(ok=False, checks={}, problems=[str(exc)])
+            return Outcome(200, _json(out), detail={"ok": False})
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 report = await provider.check()

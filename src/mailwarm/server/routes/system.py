@@ -7,18 +7,18 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 
 from mailwarm import __version__
-from mailwarm._errors import ConfigurationError
+from mailwarm._json import JsonInt
 from mailwarm.server._deps import Database, require, services
 from mailwarm.server._jwt import InvalidToken, decode_access_token
 from mailwarm.server._problems import Problem
 from mailwarm.server._roles import Permission, allowed
-from mailwarm.server._schemas import QueryDate
-from mailwarm.strategies import PRESETS, RampContext, Strategy, strategy_from_spec
-from mailwarm.strategies import Preset as PresetStrategy
+from mailwarm.server._schemas import QueryDate, StrategyIn, normalise_strategy
+from mailwarm.strategies import PRESETS, RampContext, strategy_from_spec
+from mailwarm.strategies._base import capped_count
 
 __all__ = ["router"]
 
@@ -100,19 +100,16 @@ async def strategies() -> list[PresetInfo]:
     ]
 
 
-PresetName = Literal["adaptive", "fast", "geometric", "linear", "medium", "slow"]
-
-
 class PreviewRequest(BaseModel):
     """A ramp to preview: a preset name or a spec, over ``days`` days from ``start``."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: PresetName | dict[str, Any] = Field(
-        examples=["medium", {"kind": "linear", "start": 5}]
-    )
-    days: StrictInt = Field(default=30, ge=1, le=365)
+    strategy: StrategyIn = Field(examples=["medium", {"kind": "linear", "start": 5}])
+    days: JsonInt = Field(default=30, ge=1, le=365)
     start: QueryDate = date(2026, 1, 5)
-    daily_cap: StrictInt = Field(default=10_000, ge=0, le=10_000)
+    daily_cap: JsonInt = Field(default=10_000, ge=0, le=10_000)
+
+    _strategy = field_validator("strategy")(normalise_strategy)
 
 
 class PreviewDay(BaseModel):
@@ -132,18 +129,13 @@ class PreviewDay(BaseModel):
 async def preview(body: PreviewRequest) -> list[PreviewDay]:
     """The daily send targets of a strategy (a preset name or a spec) for a healthy account
     with no history; 422 names what is wrong with a bad spec."""
-    if isinstance(body.strategy, str):
-        if body.strategy not in PRESETS:
-            raise ConfigurationError(
-                f"strategy: unknown preset {body.strategy!r}; choose one of "
-                f"{', '.join(sorted(PRESETS))} or give a spec"
-            )
-        strategy: Strategy = PresetStrategy(name=body.strategy)
-    else:
-        strategy = strategy_from_spec(body.strategy)
+    assert isinstance(body.strategy, dict)  # normalised by the validator
+    strategy = strategy_from_spec(body.strategy)
     result = []
     for n in range(1, body.days + 1):
         day = body.start + timedelta(days=n - 1)
         ctx = RampContext(account_id="preview", day=n, date=day)
-        result.append(PreviewDay(day=n, date=day, sends=min(strategy(ctx), body.daily_cap)))
+        result.append(
+            PreviewDay(day=n, date=day, sends=capped_count(strategy, ctx, body.daily_cap))
+        )
     return result
