@@ -605,10 +605,22 @@ class _LmtpPool:
         return results
 
 
+def scratch_dir(prefix: str = "mailwarm-mail-") -> Path:
+    """A fresh directory for a server's mail store, in memory (/dev/shm) where there is one.
+
+    Maildir delivery creates a file per message, and on ext4 the kernel's inode allocation
+    (find_inode_bit, recently_deleted) was 65 % of Dovecot's LMTP time in a perf profile:
+    on tmpfs a delivery costs 1.8 ms of CPU instead of 3.3 ms. The store is thrown away
+    after the tests anyway."""
+    shm = Path("/dev/shm")
+    memory = shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=memory))
+
+
 @contextlib.contextmanager
 def running(users: Iterable[tuple[str, str]] = (), **options: Any) -> Iterator[MailServer]:
     """A started :class:`MailServer` in a fresh directory, removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="mailwarm-mail-"))
+    root = scratch_dir()
     server = MailServer(root, **options)
     server.users.update({a.lower(): p for a, p in users})
     try:

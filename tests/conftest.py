@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def _start(**options: object) -> Iterator[mailserver.MailServer]:
     reason = mailserver.available()
     if reason is not None:
         pytest.fail(reason, pytrace=False)
-    root = Path(tempfile.mkdtemp(prefix="mailwarm-test-"))
+    root = mailserver.scratch_dir("mailwarm-test-")
     server = mailserver.MailServer(root, **options)  # type: ignore[arg-type]
     server.start()
     try:
