@@ -18,7 +18,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from mailwarm._errors import UnsupportedAction
 from mailwarm._models import EmailAccount, Placement
-from mailwarm.content import build_message
+from mailwarm.content import build_message, render_message
 
 __all__ = [
     "BaseProvider",
@@ -54,6 +54,22 @@ class OutgoingMessage:
     recipient_name: str | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        """The message as RFC 5322 bytes with CRLF line ends, for SMTP or a raw-MIME API
+        (what :meth:`to_mime` builds, written without the stdlib builder's cost)."""
+        return render_message(
+            sender=self.sender,
+            sender_name=self.sender_name,
+            recipient=self.recipient,
+            recipient_name=self.recipient_name,
+            subject=self.subject,
+            text=self.text,
+            message_id=self.message_id,
+            date=self.date,
+            in_reply_to=self.in_reply_to,
+            references=self.references,
+        )
 
     def to_mime(self) -> EmailMessage:
         """The complete MIME message (text and HTML parts, threading headers on replies)."""

@@ -17,7 +17,6 @@ as ``ProviderContext(oauth={"google": OAuthApp(...)})``. The core install is eno
 from __future__ import annotations
 
 import base64
-import email.policy
 import logging
 import math
 from collections.abc import Sequence
@@ -264,8 +263,8 @@ class GmailProvider(BaseProvider):
             self.sends.check(f"Gmail daily sending limit of {self.account.address}")
         except QuotaExhausted as exc:
             raise self._error(QuotaExhausted, str(exc)) from None
-        # RFC 5322 wants CRLF line ends; base64url as messages.send's "raw" field requires.
-        mime = message.to_mime().as_bytes(policy=email.policy.SMTP)
+        # RFC 5322 with CRLF line ends; base64url as messages.send's "raw" field requires.
+        mime = message.to_bytes()
         raw = base64.urlsafe_b64encode(mime).decode("ascii")
         try:
             sent = await self.api.send(raw, message_id=message.message_id, thread_id=thread_id)

@@ -16,7 +16,6 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from email.policy import SMTP as SMTP_POLICY
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -384,7 +383,7 @@ class SmtpImapProvider(BaseProvider):
         return MessageRef(message.message_id, folder=folder, thread_id=root)
 
     async def _submit(self, message: OutgoingMessage, action: str) -> MessageRef:
-        data = message.to_mime().as_bytes(policy=SMTP_POLICY)
+        data = message.to_bytes()
 
         async def submit() -> None:
             await self._smtp.send(self.account.address, [message.recipient], data)
