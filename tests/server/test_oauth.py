@@ -441,3 +441,58 @@ def test_config_from_the_environment() -> None:
     assert empty.apps == {}
     assert empty.public_url == "http://127.0.0.1:8000"
     assert "gsecret" not in repr(config)
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def test_a_browser_gets_a_page_that_says_the_mailbox_is_connected(
+    app: Any, api: httpx.AsyncClient, org: Org
+) -> None:
+    account_id = await add_account(app, org, address="o'neil&co@example.com")
+    state = (await start(api, org, account_id)).json()["state"]
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(_oauth.GOOGLE_TOKEN_URL).mock(return_value=token_answer())
+        page = await api.get(
+            "/oauth/callback/google", params={"code": CODE, "state": state}, headers=BROWSER
+        )
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Mailbox connected</h1>" in page.text
+    # What came from a user is escaped.
+    assert "o&#x27;neil&amp;co@example.com is connected to mailwarm with Google" in page.text
+    # Nothing loads, and the URL that held the code is not sent on as a Referer.
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert "<script" not in page.text
+    assert_clean(page.text)
+    stored = Accounts(app.state.services.engine, _ring(app), tenant_id=org.tenant_id)
+    creds = await stored.credentials(account_id)
+    assert creds.refresh_token is not None
+    assert creds.refresh_token.get_secret_value() == REFRESH
+
+
+async def test_a_browser_gets_a_page_that_says_why_it_failed(
+    app: Any, api: httpx.AsyncClient, org: Org
+) -> None:
+    account_id = await add_account(app, org)
+    state = (await start(api, org, account_id)).json()["state"]
+    denied = await api.get(
+        "/oauth/callback/google",
+        params={"error": "access_denied", "state": state},
+        headers=BROWSER,
+    )
+    assert denied.status_code == 400
+    assert denied.headers["content-type"].startswith("text/html")
+    assert "<h1>The mailbox was not connected</h1>" in denied.text
+    assert "cancelled or refused at google (access_denied)" in denied.text
+    assert denied.headers["referrer-policy"] == "no-referrer"
+    reused = await api.get(
+        "/oauth/callback/google", params={"code": CODE, "state": state}, headers=BROWSER
+    )
+    assert reused.status_code == 400
+    assert "start again" in reused.text
+    audit = await dump(app, audit_log)
+    assert "account.oauth.connect" in audit
+    assert "failure" in audit

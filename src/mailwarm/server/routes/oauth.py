@@ -11,11 +11,13 @@ Two routers: :data:`router` needs a signed-in caller (and counts against the API
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -135,10 +137,42 @@ async def _signer(engine: AsyncEngine, pending: _oauth.PendingSignIn) -> Princip
     return principal
 
 
+# The page a browser sees: no script, no style sheet, nothing loaded, and no Referer sent on
+# (the callback's URL held the code and the state).
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - mailwarm</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:4em auto;padding:0 1em}}
+h1{{font-size:1.4em}}</style></head>
+<body><h1>{title}</h1><p>{message}</p><p>{next}</p></body></html>
+"""
+_NAMES = {"google": "Google", "microsoft": "Microsoft"}
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser (its Accept header puts text/html first) gets a page; API clients JSON."""
+    first = request.headers.get("accept", "").split(",")[0].split(";")[0].strip().lower()
+    return first in {"text/html", "application/xhtml+xml"}
+
+
+def _page(status: int, title: str, message: str, next_step: str) -> HTMLResponse:
+    body = _PAGE.format(
+        title=html.escape(title), message=html.escape(message), next=html.escape(next_step)
+    )
+    return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
+
+
 @callback_router.get(
     "/oauth/callback/{provider}",
     response_model=OAuthConnectedOut,
     summary="OAuth sign-in callback",
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 async def oauth_callback(
     provider: str,
@@ -147,9 +181,43 @@ async def oauth_callback(
     state: Annotated[str | None, Query(max_length=512)] = None,
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=256)] = None,
-) -> OAuthConnectedOut:
+) -> OAuthConnectedOut | HTMLResponse:
     """Where Google or Microsoft sends the browser back: takes the one-time ``state``,
-    exchanges ``code`` (with the PKCE verifier) and stores the tokens, encrypted."""
+    exchanges ``code`` (with the PKCE verifier) and stores the tokens, encrypted. A browser
+    (``Accept: text/html``) gets a short page saying what happened; other clients get JSON,
+    or a problem document."""
+    if not _wants_page(request):
+        return await _complete(provider, request, database, state, code, error)
+    try:
+        done = await _complete(provider, request, database, state, code, error)
+    except Problem as exc:
+        return _page(
+            exc.status,
+            "The mailbox was not connected",
+            exc.detail,
+            "Go back to mailwarm and connect the account again.",
+        )
+    name = _NAMES.get(done.provider, done.provider)
+    return _page(
+        200,
+        "Mailbox connected",
+        f"{done.address} is connected to mailwarm with {name}; its warmup can use it now.",
+        "You can close this window.",
+    )
+
+
+class _Connected(OAuthConnectedOut):
+    address: str = Field(exclude=True)
+
+
+async def _complete(
+    provider: str,
+    request: Request,
+    database: Database,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+) -> _Connected:
     if provider not in _oauth.ACCOUNT_PROVIDERS.values():
         raise Problem(404, f"no OAuth provider {provider!r}: google or microsoft")
     if not state:
@@ -222,6 +290,10 @@ async def oauth_callback(
         **where,
     )
     log.info("account %s connected with %s", pending.account_id, provider)
-    return OAuthConnectedOut(
-        connected=True, account_id=pending.account_id, provider=provider, scopes=grant.scopes
+    return _Connected(
+        connected=True,
+        account_id=pending.account_id,
+        provider=provider,
+        scopes=grant.scopes,
+        address=row.address,
     )
