@@ -15,9 +15,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from annotated_types import Interval
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -27,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from mailwarm._json import JsonBool, JsonFloat, JsonInt
+from mailwarm._json import JsonBool, JsonFloat, JsonInt, json_number
 
 __all__ = [
     "AccountStatus",
@@ -169,7 +171,9 @@ class SendingWindow(_Model):
 
     start: time = time(8, 30)
     end: time = time(18, 0)
-    weekdays: frozenset[Annotated[int, Field(ge=0, le=6)]] = frozenset({0, 1, 2, 3, 4})
+    weekdays: frozenset[Annotated[int, Interval(ge=0, le=6), BeforeValidator(json_number)]] = (
+        frozenset({0, 1, 2, 3, 4})
+    )
 
     @model_validator(mode="after")
     def _check_order(self) -> SendingWindow:

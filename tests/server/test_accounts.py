@@ -487,6 +487,7 @@ async def test_check_of_an_account_the_server_has_no_oauth_app_for_says_so(
         ({"smtp_port": "587"}, "smtp_port"),
         ({"verify_tls": 0}, "verify_tls"),
         ({"daily_cap": True}, "daily_cap"),
+        ({"window": {"weekdays": ["1"]}}, "window"),
         ({"strategy": {"kind": "cap", "limit": 5.5}}, "strategy"),
     ],
 )

@@ -84,7 +84,7 @@ PRIVILEGED_FIELDS = frozenset(
     }
 )
 
-Weekday = Annotated[int, Field(ge=0, le=6)]
+Weekday = Annotated[int, Interval(ge=0, le=6), BeforeValidator(json_number)]
 # Bounds inside the Annotated, so that an optional field's schema says minimum and maximum.
 DailyCap = Annotated[int, Interval(ge=0, le=10_000), BeforeValidator(json_number)]
 Rate = Annotated[float, Interval(ge=0, le=1), BeforeValidator(json_number)]
