@@ -11,11 +11,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from mailwarm._json import JsonFloat, JsonInt, json_number
 from mailwarm._models import HealthState
-from mailwarm.strategies._base import (
-    Factor,
-    RampContext,
-    Strategy,
-)
+from mailwarm.strategies._base import Factor, RampContext, Strategy
 
 __all__ = ["Cap", "DailyVariation", "HealthDamper", "RecipientCap", "WeekdaysOnly"]
 

@@ -11,16 +11,13 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from mailwarm._errors import ConfigurationError
 from mailwarm._json import JsonFloat, JsonInt, json_number
-from mailwarm.strategies._base import (
-    RampContext,
-    Strategy,
-    _call,
-)
+from mailwarm.strategies._base import RampContext, Strategy, _call
 
 __all__ = ["Adaptive", "Geometric", "Linear", "Table", "Waypoints"]
 
+# A day's sends, and a waypoint's day: whole numbers up to 100,000.
 Sends = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(json_number)]
-Day = Annotated[int, Interval(ge=0, le=100_000), BeforeValidator(json_number)]
+Day = Sends
 # A (day, sends) point, described as a pair of integers in the one range both fit (prefixItems,
 # which would tell the two apart, is not understood by every JSON Schema tool).
 _POINT_SCHEMA = {
