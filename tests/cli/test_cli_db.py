@@ -239,3 +239,19 @@ def test_db_prune_summarises_old_activities(env: dict[str, str]) -> None:
     assert "no organisation 'nope'" in fails(
         env, "db", "prune", "--older-than-days", "30", "--tenant", "nope"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("smtp_port=587", ("smtp_port", 587)),
+        ("timeout=12.5", ("timeout", 12.5)),
+        ("verify-tls=false", ("verify_tls", False)),
+        ("spam_folder=Junk E-mail", ("spam_folder", "Junk E-mail")),
+    ],
+)
+def test_set_reads_numbers_and_booleans_as_such(text: str, expected: tuple[str, object]) -> None:
+    # Settings take JSON's numbers and booleans strictly, so the command line converts them.
+    from mailwarm.cli._db_commands import _parse_setting
+
+    assert _parse_setting(text) == expected
