@@ -9,12 +9,12 @@ default, so a provider module holds only its wire format.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from email.message import EmailMessage
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from mailwarm._errors import UnsupportedAction
 from mailwarm._models import EmailAccount, Placement
@@ -58,33 +58,15 @@ class OutgoingMessage:
     def to_bytes(self) -> bytes:
         """The message as RFC 5322 bytes with CRLF line ends, for SMTP or a raw-MIME API
         (what :meth:`to_mime` builds, written without the stdlib builder's cost)."""
-        return render_message(
-            sender=self.sender,
-            sender_name=self.sender_name,
-            recipient=self.recipient,
-            recipient_name=self.recipient_name,
-            subject=self.subject,
-            text=self.text,
-            message_id=self.message_id,
-            date=self.date,
-            in_reply_to=self.in_reply_to,
-            references=self.references,
-        )
+        return render_message(**self._fields())
 
     def to_mime(self) -> EmailMessage:
         """The complete MIME message (text and HTML parts, threading headers on replies)."""
-        return build_message(
-            sender=self.sender,
-            sender_name=self.sender_name,
-            recipient=self.recipient,
-            recipient_name=self.recipient_name,
-            subject=self.subject,
-            text=self.text,
-            message_id=self.message_id,
-            date=self.date,
-            in_reply_to=self.in_reply_to,
-            references=self.references,
-        )
+        return build_message(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        # The fields are exactly the keyword arguments of build_message and render_message.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
